@@ -1,0 +1,11 @@
+//! `weftctl crds`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("weftctl crds: not implemented yet");
+    ExitCode::from(2)
+}

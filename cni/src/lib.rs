@@ -1,0 +1,1 @@
+//! weft's CNI plugins: `weft` (pod interfaces) and `weft-ipam` (host-local and pool-block IPAM).
