@@ -1,0 +1,3 @@
+//! The `weft-operator` binary.
+
+fn main() {}

@@ -1,0 +1,66 @@
+//! ConfigMap `weft-cni-config`: the CNI network configuration list the node agent's `install-cni`
+//! step writes into the host's CNI config directory. Plugin `weft` (pod interface, MTU, state) with
+//! delegated IPAM `weft-ipam`: `"mode": "pool"` takes addresses from the node's IP pool blocks,
+//! `"mode": "host-local"` from the node's `spec.podCIDR`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde_json::{Value, json};
+use weft_api::{ComputedInstallation, IpamType, LogLevel};
+
+use super::Meta;
+
+pub const CNI_CONFIG_NAME: &str = "weft-cni-config";
+/// The ConfigMap key holding the conflist, also its file name on the host.
+pub const CNI_CONFIG_KEY: &str = "10-weft.conflist";
+/// Where the `weft` plugin keeps per-pod state on the host.
+const STATE_DIR: &str = "/var/lib/weft/cni";
+
+fn log_level(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    }
+}
+
+fn ipam(ipam_type: IpamType) -> Value {
+    match ipam_type {
+        IpamType::Weft => json!({"type": "weft-ipam", "mode": "pool"}),
+        IpamType::HostLocal => {
+            json!({"type": "weft-ipam", "mode": "host-local", "subnet": "usePodCidr"})
+        }
+    }
+}
+
+/// The conflist as pretty JSON (keys sorted, so the text and its hash are stable). MTU 0 means the
+/// plugin detects it from the node's uplink.
+pub fn conflist(computed: &ComputedInstallation) -> String {
+    let config = json!({
+        "cniVersion": "1.1.0",
+        "name": "weft",
+        "plugins": [{
+            "type": "weft",
+            "mtu": computed.network.mtu.unwrap_or(0),
+            "stateDir": STATE_DIR,
+            "logLevel": log_level(computed.log_level),
+            "ipam": ipam(computed.cni.ipam_type),
+        }],
+    });
+    // A json! value always serializes.
+    serde_json::to_string_pretty(&config).unwrap_or_default() + "\n"
+}
+
+pub fn config_map(meta: &Meta, computed: &ComputedInstallation) -> ConfigMap {
+    ConfigMap {
+        metadata: meta.namespaced(CNI_CONFIG_NAME, "cni"),
+        data: Some(BTreeMap::from([(
+            CNI_CONFIG_KEY.to_owned(),
+            conflist(computed),
+        )])),
+        ..Default::default()
+    }
+}
