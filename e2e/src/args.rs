@@ -1,0 +1,129 @@
+//! Command lines of the control-plane processes.
+
+use std::path::Path;
+
+use crate::cluster::{CLUSTER_CIDR, KWOK_NODE_ANNOTATION, NODE_CIDR_MASK, SERVICE_CIDR};
+use crate::pki::PkiFiles;
+use crate::ports::Ports;
+
+/// Everything the command lines are built from.
+pub struct ControlPlaneArgs<'a> {
+    pub dir: &'a Path,
+    pub ports: &'a Ports,
+    pub pki: &'a PkiFiles,
+    pub kubeconfig: &'a Path,
+}
+
+fn flag(name: &str, value: impl std::fmt::Display) -> String {
+    format!("--{name}={value}")
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+impl ControlPlaneArgs<'_> {
+    pub fn etcd(&self) -> Vec<String> {
+        let client = format!("http://127.0.0.1:{}", self.ports.etcd_client);
+        let peer = format!("http://127.0.0.1:{}", self.ports.etcd_peer);
+        vec![
+            flag("name", "weft"),
+            flag("data-dir", path(&self.dir.join("etcd"))),
+            flag("listen-client-urls", &client),
+            flag("advertise-client-urls", &client),
+            flag("listen-peer-urls", &peer),
+            flag("initial-advertise-peer-urls", &peer),
+            flag("initial-cluster", format!("weft={peer}")),
+            // A throw-away test store: durability on power loss is not worth the fsync latency.
+            "--unsafe-no-fsync".into(),
+            flag("log-level", "warn"),
+        ]
+    }
+
+    pub fn apiserver(&self) -> Vec<String> {
+        vec![
+            flag(
+                "etcd-servers",
+                format!("http://127.0.0.1:{}", self.ports.etcd_client),
+            ),
+            flag("secure-port", self.ports.apiserver),
+            flag("bind-address", "127.0.0.1"),
+            flag("advertise-address", "127.0.0.1"),
+            flag("cert-dir", path(&self.dir.join("apiserver-certs"))),
+            flag("tls-cert-file", path(&self.pki.serving_cert)),
+            flag("tls-private-key-file", path(&self.pki.serving_key)),
+            flag("client-ca-file", path(&self.pki.ca_cert)),
+            flag("service-cluster-ip-range", SERVICE_CIDR),
+            flag(
+                "service-account-issuer",
+                "https://kubernetes.default.svc.cluster.local",
+            ),
+            flag(
+                "service-account-key-file",
+                path(&self.pki.service_account_pub),
+            ),
+            flag(
+                "service-account-signing-key-file",
+                path(&self.pki.service_account_key),
+            ),
+            flag("authorization-mode", "RBAC"),
+            flag("allow-privileged", "true"),
+            flag("profiling", "false"),
+            flag("v", 1),
+        ]
+    }
+
+    fn client_flags(&self) -> Vec<String> {
+        let kubeconfig = path(self.kubeconfig);
+        vec![
+            flag("kubeconfig", &kubeconfig),
+            flag("authentication-kubeconfig", &kubeconfig),
+            flag("authorization-kubeconfig", &kubeconfig),
+            flag("bind-address", "127.0.0.1"),
+            flag("leader-elect", "false"),
+            flag("v", 1),
+        ]
+    }
+
+    pub fn controller_manager(&self) -> Vec<String> {
+        let mut args = self.client_flags();
+        args.extend([
+            flag("secure-port", self.ports.controller_manager),
+            flag("allocate-node-cidrs", "true"),
+            flag("cluster-cidr", CLUSTER_CIDR),
+            flag("node-cidr-mask-size", NODE_CIDR_MASK),
+            flag("service-cluster-ip-range", SERVICE_CIDR),
+            flag(
+                "service-account-private-key-file",
+                path(&self.pki.service_account_key),
+            ),
+            flag("root-ca-file", path(&self.pki.ca_cert)),
+            flag("cluster-signing-cert-file", path(&self.pki.ca_cert)),
+            flag("cluster-signing-key-file", path(&self.pki.ca_key)),
+            flag("use-service-account-credentials", "false"),
+            flag("kube-api-qps", 200),
+            flag("kube-api-burst", 400),
+            flag("concurrent-daemonset-syncs", 4),
+        ]);
+        args
+    }
+
+    pub fn scheduler(&self) -> Vec<String> {
+        let mut args = self.client_flags();
+        args.push(flag("secure-port", self.ports.scheduler));
+        args
+    }
+
+    pub fn kwok(&self) -> Vec<String> {
+        vec![
+            flag("kubeconfig", path(self.kubeconfig)),
+            flag("manage-all-nodes", "false"),
+            flag(
+                "manage-nodes-with-annotation-selector",
+                format!("{KWOK_NODE_ANNOTATION}=fake"),
+            ),
+            flag("node-lease-duration-seconds", 40),
+            flag("server-address", format!("127.0.0.1:{}", self.ports.kwok)),
+        ]
+    }
+}
