@@ -274,7 +274,7 @@ impl LocalCluster {
             let what = format!("Node {name} Ready with a podCIDR");
             wait_until(self, &what, READY_TIMEOUT, || async {
                 let node = nodes.get_opt(name).await.ok().flatten();
-                Ok(node.filter(|n| node_ready_with_cidr(n)).map(|_| ()))
+                Ok(node.filter(node_ready_with_cidr).map(|_| ()))
             })
             .await?;
         }
