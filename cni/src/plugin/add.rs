@@ -1,0 +1,228 @@
+//! ADD: IPAM first, then a veth pair created in one request with its pod end already inside the
+//! pod's namespace; host end up with proxy ARP and a host route per pod address; pod end up with
+//! /32 (/128) addresses and a default route via a link-local gateway. Any failure undoes the
+//! interface and releases the addresses.
+
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use ipnet::IpNet;
+
+use super::delegate;
+use crate::config::PluginConf;
+use crate::env::{Attachment, CniEnv, Command};
+use crate::error::{CniError, code};
+use crate::naming::{GATEWAY_V4, GATEWAY_V6, HOST_MAC, format_mac, host_interface_name, pod_mac};
+use crate::netlink::{Netlink, NetlinkError, Route, VethEnd};
+use crate::netns;
+use crate::result::{CniResult, Interface, IpConfig, RouteConfig};
+
+/// Index of the pod interface in the result's `interfaces`.
+const POD_INTERFACE: usize = 1;
+
+pub fn add(env: &CniEnv, conf: &PluginConf, stdin: &[u8]) -> Result<CniResult, CniError> {
+    let attachment = env
+        .attachment
+        .as_ref()
+        .ok_or_else(|| CniError::invalid_env("CNI_CONTAINERID: required for ADD"))?;
+    let netns_path = env
+        .netns
+        .as_deref()
+        .ok_or_else(|| CniError::invalid_env("CNI_NETNS: required for ADD"))?;
+    let pod_netns = netns::open(netns_path)
+        .map_err(|error| CniError::new(code::UNKNOWN_CONTAINER, format!("CNI_NETNS: {error}")))?;
+    let ipam = delegate::find_plugin(&conf.ipam_type, &env.path)?;
+    let allocated = delegate::add(&ipam, stdin)?;
+    let addresses: Vec<IpAddr> = allocated.ips.iter().map(|ip| ip.address.addr()).collect();
+    match wire(
+        attachment,
+        netns_path,
+        pod_netns.as_fd(),
+        conf.mtu,
+        &addresses,
+    ) {
+        Ok(result) => Ok(result),
+        Err(error) => {
+            undo(attachment, &ipam, stdin);
+            Err(error)
+        }
+    }
+}
+
+/// Best effort: remove the half-built pair and release the addresses; the original error wins.
+fn undo(attachment: &Attachment, ipam: &Path, stdin: &[u8]) {
+    let host = host_interface_name(attachment);
+    if let Ok(mut netlink) = Netlink::open()
+        && let Ok(Some(link)) = netlink.link_by_name(&host)
+    {
+        let _ = netlink.delete_link(link.index);
+    }
+    if let Err(error) = delegate::exec(ipam, Command::Del, stdin) {
+        tracing::warn!(%error, "releasing addresses after a failed ADD");
+    }
+}
+
+fn netlink_error(error: NetlinkError) -> CniError {
+    CniError::new(code::NETLINK, error.to_string())
+}
+
+fn host_prefix(ip: IpAddr) -> IpNet {
+    IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("full-length prefix is valid")
+}
+
+fn wire(
+    attachment: &Attachment,
+    netns_path: &Path,
+    pod_netns: std::os::fd::BorrowedFd<'_>,
+    mtu: u32,
+    addresses: &[IpAddr],
+) -> Result<CniResult, CniError> {
+    let host_name = host_interface_name(attachment);
+    let pod_mac = pod_mac(attachment);
+    let mut netlink = Netlink::open().map_err(netlink_error)?;
+    // A host end with our name is left from an earlier ADD of this very attachment (a retry, or a
+    // DEL that left the pair to the namespace teardown): replace it.
+    if let Some(stale) = netlink.link_by_name(&host_name).map_err(netlink_error)? {
+        netlink.delete_link(stale.index).map_err(netlink_error)?;
+    }
+    let host_end = VethEnd {
+        name: host_name.clone(),
+        mac: HOST_MAC,
+    };
+    let pod_end = VethEnd {
+        name: attachment.ifname.clone(),
+        mac: pod_mac,
+    };
+    netlink
+        .create_veth(&host_end, &pod_end, mtu, pod_netns)
+        .map_err(|error| {
+            if error.is_exists() {
+                CniError::new(
+                    code::INTERFACE_EXISTS,
+                    format!(
+                        "CNI_IFNAME: an interface named {:?} already exists in {}",
+                        attachment.ifname,
+                        netns_path.display()
+                    ),
+                )
+            } else {
+                netlink_error(error)
+            }
+        })?;
+    let host_link = netlink
+        .link_by_name(&host_name)
+        .map_err(netlink_error)?
+        .ok_or_else(|| {
+            CniError::new(
+                code::NETLINK,
+                format!("host interface {host_name} vanished after creation"),
+            )
+        })?;
+    crate::sysctl::configure_host_end(&host_name)
+        .map_err(|error| CniError::new(code::IO, error.to_string()))?;
+    for ip in addresses {
+        netlink
+            .replace_route(&Route {
+                destination: host_prefix(*ip),
+                gateway: None,
+                oif: host_link.index,
+            })
+            .map_err(netlink_error)?;
+    }
+    let ifname = attachment.ifname.clone();
+    netns::run_in(pod_netns, || configure_pod_end(&ifname, addresses))
+        .map_err(|error| CniError::new(code::NETLINK, error.to_string()))??;
+
+    let mut routes = Vec::new();
+    if addresses.iter().any(IpAddr::is_ipv4) {
+        routes.push(RouteConfig {
+            dst: "0.0.0.0/0".parse().expect("valid"),
+            gw: Some(GATEWAY_V4.into()),
+        });
+    }
+    if addresses.iter().any(IpAddr::is_ipv6) {
+        routes.push(RouteConfig {
+            dst: "::/0".parse().expect("valid"),
+            gw: Some(GATEWAY_V6.into()),
+        });
+    }
+    Ok(CniResult {
+        interfaces: vec![
+            Interface {
+                name: host_name,
+                mac: format_mac(&HOST_MAC),
+                ..Interface::default()
+            },
+            Interface {
+                name: attachment.ifname.clone(),
+                mac: format_mac(&pod_mac),
+                mtu: Some(mtu),
+                sandbox: netns_path.display().to_string(),
+            },
+        ],
+        ips: addresses
+            .iter()
+            .map(|ip| IpConfig {
+                address: host_prefix(*ip),
+                gateway: None,
+                interface: Some(POD_INTERFACE),
+            })
+            .collect(),
+        routes,
+        ..CniResult::default()
+    })
+}
+
+/// Inside the pod namespace: interface up, addresses, gateway neighbour and default routes.
+fn configure_pod_end(ifname: &str, addresses: &[IpAddr]) -> Result<(), CniError> {
+    let mut netlink = Netlink::open().map_err(netlink_error)?;
+    let link = netlink
+        .link_by_name(ifname)
+        .map_err(netlink_error)?
+        .ok_or_else(|| {
+            CniError::new(
+                code::NETLINK,
+                format!("pod interface {ifname} missing after creation"),
+            )
+        })?;
+    netlink
+        .set_link_up(link.index, true)
+        .map_err(netlink_error)?;
+    for ip in addresses {
+        netlink
+            .add_address(link.index, host_prefix(*ip))
+            .map_err(netlink_error)?;
+    }
+    for (wanted, gateway) in [
+        (false, IpAddr::from(GATEWAY_V4)),
+        (true, IpAddr::from(GATEWAY_V6)),
+    ] {
+        if !addresses.iter().any(|ip| ip.is_ipv6() == wanted) {
+            continue;
+        }
+        // A permanent entry for the gateway: the pod never has to wait for (or depend on) the
+        // host's proxy ARP before its first packet.
+        netlink
+            .add_permanent_neighbour(link.index, gateway, &HOST_MAC)
+            .map_err(netlink_error)?;
+        if gateway.is_ipv4() {
+            netlink
+                .add_route(&Route {
+                    destination: host_prefix(gateway),
+                    gateway: None,
+                    oif: link.index,
+                })
+                .map_err(netlink_error)?;
+        }
+        let default = if wanted { "::/0" } else { "0.0.0.0/0" };
+        netlink
+            .add_route(&Route {
+                destination: default.parse().expect("valid"),
+                gateway: Some(gateway),
+                oif: link.index,
+            })
+            .map_err(netlink_error)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `weft`: the interface plugin. Dispatches the CNI commands; ADD in [`add`], DEL and CHECK in
+//! [`teardown`], IPAM delegation in [`delegate`].
+
+pub mod add;
+pub mod delegate;
+pub mod teardown;
+
+use crate::config::PluginConf;
+use crate::env::{CniEnv, Command};
+use crate::error::{CniError, code};
+use crate::result::{knows_status_and_gc, version_json};
+
+/// Runs one `weft` call and returns what goes to stdout.
+pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<String, CniError> {
+    if env.command == Command::Version {
+        return Ok(version_json(&crate::cli::requested_version(stdin)));
+    }
+    let conf = PluginConf::parse(stdin)?;
+    let version = conf.common.cni_version.clone();
+    if matches!(env.command, Command::Status | Command::Gc) && !knows_status_and_gc(&version) {
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!(
+                "cniVersion: {} needs 1.1.0, the config says {version}",
+                env.command.as_str()
+            ),
+        ));
+    }
+    match env.command {
+        Command::Add => add::add(env, &conf, stdin).map(|result| result.to_json(&version)),
+        Command::Del => teardown::del(env, &conf, stdin).map(|()| String::new()),
+        Command::Check => teardown::check(env, &conf, stdin).map(|()| String::new()),
+        // STATUS: the config parsed; readiness is whether IPAM could serve an ADD.
+        // GC: the pod interfaces go with their namespaces; the addresses are what can leak.
+        Command::Status | Command::Gc => {
+            let ipam = delegate::find_plugin(&conf.ipam_type, &env.path)?;
+            delegate::exec(&ipam, env.command, stdin).map(|_| String::new())
+        }
+        Command::Version => unreachable!("answered above"),
+    }
+}
