@@ -223,6 +223,20 @@ pub fn stop_pid(pid: i32, grace: Duration) {
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
+/// Resident memory of a running process in MiB, from `/proc/<pid>/status`.
+pub fn rss_mib(pid: i32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
 /// The last lines of a log file, for error messages.
 pub fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();

@@ -97,10 +97,11 @@ fn status(dir: PathBuf) -> Result<(), String> {
         )
     })?;
     for (name, pid, alive) in &processes {
-        println!(
-            "{name:<24} pid {pid:<8} {}",
-            if *alive { "running" } else { "NOT RUNNING" }
-        );
+        let state = if *alive { "running" } else { "NOT RUNNING" };
+        let rss = weft_e2e::process::rss_mib(*pid)
+            .map(|mib| format!("{mib:.0} MiB RSS"))
+            .unwrap_or_default();
+        println!("{name:<24} pid {pid:<8} {state:<12} {rss}");
     }
     let kubectl = weft_e2e::Binaries::locate()
         .map_err(|e| e.to_string())?
