@@ -2,3 +2,7 @@
 //! policies), a verdict evaluator and the nftables compiler.
 
 pub mod selector;
+pub mod model;
+pub mod eval;
+pub mod load;
+pub mod matrix;
