@@ -1,20 +1,41 @@
 //! The CustomResourceDefinitions generated from the Rust types, and their YAML form as checked
 //! into `crds/` (one file per CRD) and printed by `weftctl crds`.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSON,
+};
 use kube::CustomResourceExt;
 
 use crate::{GlobalNetworkPolicy, Installation, IpPool, IpamBlock, NetworkPolicy};
 
-/// Every weft CustomResourceDefinition, in a stable order.
+/// Every weft CustomResourceDefinition, in a stable order. Install these rather than
+/// `Kind::crd()`: they carry the adjustments below.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
-        Installation::crd(),
+        with_empty_spec_default(Installation::crd()),
         IpPool::crd(),
         IpamBlock::crd(),
-        NetworkPolicy::crd(),
-        GlobalNetworkPolicy::crd(),
+        with_empty_spec_default(NetworkPolicy::crd()),
+        with_empty_spec_default(GlobalNetworkPolicy::crd()),
     ]
+}
+
+/// For kinds whose spec fields are all optional: `spec` defaults to `{}`. When an apply drops
+/// every spec field a manager owned, server-side apply leaves `spec: null`, which the schema
+/// would refuse; the default turns it back into an empty spec.
+fn with_empty_spec_default(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        let spec = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|root| root.properties.as_mut())
+            .and_then(|properties| properties.get_mut("spec"));
+        if let Some(spec) = spec {
+            spec.default = Some(JSON(serde_json::json!({})));
+        }
+    }
+    crd
 }
 
 /// Why a CRD could not be written as YAML.

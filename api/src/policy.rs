@@ -8,7 +8,7 @@
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::policy_cel;
@@ -113,7 +113,7 @@ pub struct GlobalNetworkPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply_on_forward: Option<bool>,
     /// Apply to host-endpoint ingress before DNAT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "preDNAT", default, skip_serializing_if = "Option::is_none")]
     pub pre_dnat: Option<bool>,
     /// Apply without connection tracking (stateless).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,10 +150,12 @@ pub struct PolicyRule {
     /// Allow, Deny, Log or Pass.
     pub action: Action,
     /// TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or a protocol number 1..255.
+    #[schemars(schema_with = "protocol_schema")]
     #[x_kube(validation = Rule::new(policy_cel::PROTOCOL).message(policy_cel::PROTOCOL_MSG))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<IntOrString>,
     /// Matches packets whose protocol is not this one.
+    #[schemars(schema_with = "protocol_schema")]
     #[x_kube(validation = Rule::new(policy_cel::PROTOCOL).message(policy_cel::PROTOCOL_MSG))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_protocol: Option<IntOrString>,
@@ -189,12 +191,12 @@ pub struct IcmpMatch {
 #[serde(rename_all = "camelCase")]
 pub struct EntityRule {
     /// Addresses in any of these CIDRs (or single IPs).
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 64), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new(policy_cel::NETS).message(policy_cel::NETS_MSG))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nets: Option<Vec<String>>,
     /// Addresses in none of these CIDRs (or single IPs).
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 64), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new(policy_cel::NETS).message(policy_cel::NETS_MSG))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_nets: Option<Vec<String>>,
@@ -211,13 +213,13 @@ pub struct EntityRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<String>,
     /// Ports: numbers, ranges "1000:2000" or named ports.
-    #[schemars(length(max = 64))]
+    #[schemars(schema_with = "port_list_schema")]
     #[x_kube(validation = Rule::new(policy_cel::PORTS).message(policy_cel::PORTS_MSG))]
     #[x_kube(validation = Rule::new(policy_cel::PORT_RANGES_ORDERED).message(policy_cel::PORT_RANGES_ORDERED_MSG))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<IntOrString>>,
     /// Ports that must not match: numbers, ranges "1000:2000" or named ports.
-    #[schemars(length(max = 64))]
+    #[schemars(schema_with = "port_list_schema")]
     #[x_kube(validation = Rule::new(policy_cel::PORTS).message(policy_cel::PORTS_MSG))]
     #[x_kube(validation = Rule::new(policy_cel::PORT_RANGES_ORDERED).message(policy_cel::PORT_RANGES_ORDERED_MSG))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,10 +233,32 @@ pub struct EntityRule {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceAccountMatch {
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<Vec<String>>,
     #[schemars(length(max = 1024))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+}
+
+/// Most ports (or ranges) one `ports` / `notPorts` list may hold.
+pub const MAX_PORTS: usize = 32;
+
+/// A protocol is a name or a number; its length bound keeps the CEL cost estimate small.
+fn protocol_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or a protocol number 1..255.",
+        "x-kubernetes-int-or-string": true,
+        "maxLength": 8,
+    })
+}
+
+/// A list of ports: numbers, "first:last" ranges or port names (at most 15 characters).
+fn port_list_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "Ports: numbers, ranges \"first:last\" or named ports.",
+        "type": "array",
+        "maxItems": MAX_PORTS,
+        "items": { "x-kubernetes-int-or-string": true, "maxLength": 15 },
+    })
 }

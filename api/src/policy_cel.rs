@@ -29,9 +29,9 @@ pub const PORTS_MSG: &str = "each port must be a number 1..65535, a range \"firs
      or a port name (lower-case letters, digits and '-', at most 15 characters)";
 
 /// On a list of ports: numbers written as strings and range ends are 1..65535, first <= last.
-pub const PORT_RANGES_ORDERED: &str = "self.all(p, type(p) == int || !p.matches('^[0-9]{1,5}(:[0-9]{1,5})?$') || \
-     (p.split(':').all(x, int(x) >= 1 && int(x) <= 65535) && \
-     int(p.split(':')[0]) <= int(p.split(':')[p.split(':').size() - 1])))";
+pub const PORT_RANGES_ORDERED: &str = "self.filter(p, type(p) == string && p.matches('^[0-9]{1,5}(:[0-9]{1,5})?$'))\
+     .map(p, p.split(':')).all(ends, int(ends[0]) >= 1 && int(ends[0]) <= int(ends[ends.size() - 1]) \
+     && int(ends[ends.size() - 1]) <= 65535)";
 pub const PORT_RANGES_ORDERED_MSG: &str =
     "port numbers must be 1..65535 and a range \"first:last\" needs first <= last";
 
