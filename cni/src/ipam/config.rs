@@ -168,8 +168,18 @@ fn host_local_source(
             )?;
             Ok(AddressSource::Ranges(vec![vec![range]]))
         }
+        (Some(ranges), None) if is_pod_cidr_placeholder(ranges) => {
+            Ok(AddressSource::PodCidr { node_state_file })
+        }
         (Some(ranges), None) => parse_range_sets(ranges).map(AddressSource::Ranges),
     }
+}
+
+/// `[[{"subnet": "usePodCidr"}]]`, the ranges form of `"subnet": "usePodCidr"`.
+fn is_pod_cidr_placeholder(ranges: &Value) -> bool {
+    ranges.pointer("/0/0/subnet").and_then(Value::as_str) == Some("usePodCidr")
+        && ranges.as_array().is_some_and(|sets| sets.len() == 1)
+        && ranges[0].as_array().is_some_and(|set| set.len() == 1)
 }
 
 fn parse_range_sets(value: &Value) -> Result<Vec<RangeSet>, CniError> {
