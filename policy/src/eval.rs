@@ -162,7 +162,11 @@ fn decide(
 
 /// Whether a policy selects an endpoint (namespace, namespace labels, endpoint labels).
 pub fn applies_to(cluster: &Cluster, policy: &Policy, endpoint: &Endpoint) -> bool {
-    if policy.namespace.as_ref().is_some_and(|ns| *ns != endpoint.namespace) {
+    if policy
+        .namespace
+        .as_ref()
+        .is_some_and(|ns| *ns != endpoint.namespace)
+    {
         return false;
     }
     if let Some(namespaces) = &policy.namespace_selector
@@ -237,7 +241,11 @@ fn peer_matches(cluster: &Cluster, peer: &Peer, endpoint: &Endpoint) -> bool {
 
 fn port_matches(spec: &PortSpec, packet: &Packet<'_>) -> bool {
     let protocol = packet.traffic.protocol;
-    if !protocol.has_ports() || spec.protocol.is_some_and(|p| p.number() != protocol.number()) {
+    if !protocol.has_ports()
+        || spec
+            .protocol
+            .is_some_and(|p| p.number() != protocol.number())
+    {
         return false;
     }
     let port = packet.traffic.port;

@@ -44,14 +44,21 @@ pub fn load(sources: &[(String, String)]) -> Result<Cluster, LoadError> {
     let mut cluster = Cluster::default();
     let mut seen = BTreeMap::new();
     for (source_name, text) in sources {
-        let documents: Vec<Value> =
-            serde_saphyr::from_multiple(text).map_err(|error| LoadError::Yaml {
+        // YAML 1.2 booleans only, so a namespace called `y` or `no` stays a string.
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = true;
+        let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
+            .map_err(|error| LoadError::Yaml {
                 source_name: source_name.clone(),
                 message: error.to_string(),
             })?;
         for (offset, document) in documents.into_iter().enumerate() {
             let place = Place::of(source_name, offset + 1, &document);
-            let key = (place.api_version.clone(), place.kind.clone(), place.namespaced_name());
+            let key = (
+                place.api_version.clone(),
+                place.kind.clone(),
+                place.namespaced_name(),
+            );
             if let Some(first) = seen.insert(key, place.index) {
                 return Err(place.error(
                     "metadata.name",
@@ -141,7 +148,9 @@ fn add_document(cluster: &mut Cluster, place: &Place, document: Value) -> Result
                 return Err(place.error("metadata.name", "a Namespace needs a name"));
             }
             let labels = object.metadata.labels.unwrap_or_default();
-            cluster.namespaces.insert(name.clone(), namespace(&name, labels));
+            cluster
+                .namespaces
+                .insert(name.clone(), namespace(&name, labels));
         }
         ("v1", "Pod") => {
             let pod: Pod = place.decode(document)?;
@@ -230,12 +239,12 @@ pub fn endpoint(pod: &Pod) -> Result<Endpoint, ModelError> {
                     "SCTP" => Some(weft_api::Protocol::Sctp),
                     _ => None,
                 }
-                    .ok_or_else(|| {
-                        ModelError::new(
-                            format!("{at}.protocol"),
-                            format!("{text:?} is not a protocol here: use TCP, UDP or SCTP"),
-                        )
-                    })?,
+                .ok_or_else(|| {
+                    ModelError::new(
+                        format!("{at}.protocol"),
+                        format!("{text:?} is not a protocol here: use TCP, UDP or SCTP"),
+                    )
+                })?,
             };
             if let Some(port_name) = port.name.clone() {
                 ports.push(NamedPort {

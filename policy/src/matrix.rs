@@ -50,7 +50,10 @@ impl Matrix {
             let mut cells = line.split_whitespace();
             let source = cells.next().unwrap_or_default();
             if header.get(row).map(String::as_str) != Some(source) {
-                return Err(format!("row {row} is {source:?}, expected {:?}", header.get(row)));
+                return Err(format!(
+                    "row {row} is {source:?}, expected {:?}",
+                    header.get(row)
+                ));
             }
             let row_cells = cells
                 .map(|cell| match cell {
@@ -60,12 +63,20 @@ impl Matrix {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             if row_cells.len() != header.len() {
-                return Err(format!("row {source} has {} cells, expected {}", row_cells.len(), header.len()));
+                return Err(format!(
+                    "row {source} has {} cells, expected {}",
+                    row_cells.len(),
+                    header.len()
+                ));
             }
             allowed.push(row_cells);
         }
         if allowed.len() != header.len() {
-            return Err(format!("{} rows for {} columns", allowed.len(), header.len()));
+            return Err(format!(
+                "{} rows for {} columns",
+                allowed.len(),
+                header.len()
+            ));
         }
         Ok(Self {
             endpoints: header,
@@ -100,7 +111,11 @@ impl Matrix {
             .iter()
             .zip(&self.allowed)
             .map(|(source, row)| {
-                let cells = self.endpoints.iter().map(String::as_str).zip(row.iter().copied());
+                let cells = self
+                    .endpoints
+                    .iter()
+                    .map(String::as_str)
+                    .zip(row.iter().copied());
                 (source.as_str(), cells.collect())
             })
             .collect();
@@ -111,7 +126,10 @@ impl Matrix {
     pub fn differences(&self, other: &Matrix) -> Vec<String> {
         let mut found = Vec::new();
         if self.endpoints != other.endpoints {
-            found.push(format!("endpoints differ: {:?} vs {:?}", self.endpoints, other.endpoints));
+            found.push(format!(
+                "endpoints differ: {:?} vs {:?}",
+                self.endpoints, other.endpoints
+            ));
             return found;
         }
         for (i, source) in self.endpoints.iter().enumerate() {

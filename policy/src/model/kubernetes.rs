@@ -13,9 +13,8 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, Network
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    Action, Entity, EndpointSet, KUBERNETES_POLICY_ORDER, ModelError, NamespaceScope,
-    Peer, Policy, PolicyId, PolicyKind, PortMatch, PortSpec, Protocol, Rule,
-    label_selector_to_selector,
+    Action, EndpointSet, Entity, KUBERNETES_POLICY_ORDER, ModelError, NamespaceScope, Peer, Policy,
+    PolicyId, PolicyKind, PortMatch, PortSpec, Protocol, Rule, label_selector_to_selector,
 };
 use crate::selector::Selector;
 
@@ -197,12 +196,17 @@ fn ports(list: Option<&[NetworkPolicyPort]>, field: &str) -> Result<Vec<PortSpec
             u16::try_from(value)
                 .ok()
                 .filter(|n| *n >= 1)
-                .ok_or_else(|| ModelError::new(field, format!("{value} is not a port: use 1..65535")))
+                .ok_or_else(|| {
+                    ModelError::new(field, format!("{value} is not a port: use 1..65535"))
+                })
         };
         let matched = match (&port.port, port.end_port) {
             (None, None) => None,
             (None, Some(_)) => {
-                return Err(ModelError::new(format!("{at}.endPort"), "endPort needs port"));
+                return Err(ModelError::new(
+                    format!("{at}.endPort"),
+                    "endPort needs port",
+                ));
             }
             (Some(IntOrString::String(name)), Some(_)) => {
                 return Err(ModelError::new(
@@ -217,7 +221,10 @@ fn ports(list: Option<&[NetworkPolicyPort]>, field: &str) -> Result<Vec<PortSpec
                     .ok_or_else(|| {
                         ModelError::new(
                             format!("{at}.port"),
-                            format!("{} is not a port number 1..65535 or a port name", show(value)),
+                            format!(
+                                "{} is not a port number 1..65535 or a port name",
+                                show(value)
+                            ),
                         )
                     })?,
             ),

@@ -63,7 +63,9 @@ fn check_key(key: &str, field: &str) -> Result<(), ModelError> {
     let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     let prefix_ok = prefix.len() <= 253
@@ -87,7 +89,9 @@ fn check_key(key: &str, field: &str) -> Result<(), ModelError> {
 fn check_value(value: &str, field: &str) -> Result<(), ModelError> {
     let ok = value.is_empty()
         || (value.len() <= 63
-            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             && value.starts_with(|c: char| c.is_ascii_alphanumeric())
             && value.ends_with(|c: char| c.is_ascii_alphanumeric()));
     if ok {

@@ -13,7 +13,7 @@ use weft_api::{
 
 use super::kubernetes::parse_net;
 use super::{
-    Entity, EndpointSet, ModelError, NamespaceScope, Peer, Policy, PolicyId, PolicyKind, PortSpec,
+    EndpointSet, Entity, ModelError, NamespaceScope, Peer, Policy, PolicyId, PolicyKind, PortSpec,
     Rule,
 };
 use crate::selector::Selector;
@@ -55,7 +55,10 @@ pub fn from_weft_global(policy: &GlobalNetworkPolicy) -> Result<Policy, ModelErr
     let name = object_name(policy.metadata.name.as_deref())?;
     let spec = &policy.spec;
     refuse_service_account_selector(spec.service_account_selector.as_deref())?;
-    for (field, value) in [("spec.preDNAT", spec.pre_dnat), ("spec.doNotTrack", spec.do_not_track)] {
+    for (field, value) in [
+        ("spec.preDNAT", spec.pre_dnat),
+        ("spec.doNotTrack", spec.do_not_track),
+    ] {
         if value == Some(true) {
             return Err(ModelError::new(
                 field,
@@ -224,10 +227,9 @@ fn entity(
             .collect::<Result<Vec<_>, _>>()
     };
     let namespaces = match &rule.namespace_selector {
-        Some(text) => NamespaceScope::Matching(selector(
-            Some(text),
-            &format!("{at}.namespaceSelector"),
-        )?),
+        Some(text) => {
+            NamespaceScope::Matching(selector(Some(text), &format!("{at}.namespaceSelector"))?)
+        }
         None => scope.clone(),
     };
     let service_accounts = match &rule.service_accounts {
