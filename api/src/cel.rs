@@ -22,9 +22,10 @@ pub const BLOCK_SIZE_IN_FAMILY: &str = "!has(self.blockSize) || !isCIDR(self.cid
 pub const BLOCK_SIZE_IN_FAMILY_MSG: &str =
     "blockSize must be between 20 and 32 for an IPv4 pool (116 to 128 for IPv6)";
 
-/// On a pool object: a block is not larger than its pool (26 when blockSize is unset).
+/// On a pool object: a block is not larger than its pool (unset: 26 for IPv4, 122 for IPv6).
 pub const BLOCK_SIZE_WITHIN_POOL: &str = "!isCIDR(self.cidr) || \
-     (has(self.blockSize) ? self.blockSize : 26) >= cidr(self.cidr).prefixLength()";
+     (has(self.blockSize) ? self.blockSize : (cidr(self.cidr).ip().family() == 4 ? 26 : 122)) \
+     >= cidr(self.cidr).prefixLength()";
 pub const BLOCK_SIZE_WITHIN_POOL_MSG: &str = "blockSize (default 26) must not be smaller than the pool's prefix length: a block cannot be larger than its pool";
 
 /// On an IPPool spec (transition rule): blockSize cannot be added, removed or changed.

@@ -176,7 +176,7 @@ pub struct NetworkSpec {
     /// Pools the operator creates and owns; absent means one default pool (with Weft IPAM).
     #[schemars(length(max = 16))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
-    #[x_kube(validation = Rule::new(cel::POOL_CIDRS_UNIQUE).message(cel::POOL_CIDRS_UNIQUE_MSG).reason(kube::core::Reason::FieldValueDuplicate))]
+    #[x_kube(validation = Rule::new(cel::POOL_CIDRS_UNIQUE).message(cel::POOL_CIDRS_UNIQUE_MSG))]
     #[x_kube(validation = Rule::new(cel::POOLS_DISJOINT).message(cel::POOLS_DISJOINT_MSG))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_pools: Option<Vec<InstallationIpPool>>,
