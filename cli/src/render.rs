@@ -1,11 +1,87 @@
-//! `weftctl render`.
+//! `weftctl render -f installation.yaml`: prints, as multi-document YAML in apply order, exactly the
+//! objects the operator applies for that Installation, without a cluster. Invalid input exits
+//! non-zero with field-path errors on stderr and prints nothing on stdout.
 
+use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use weft_api::Installation;
+use weft_operator::prepare::prepare;
+use weft_operator::render::{ClusterFacts, render, to_yaml};
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("weftctl render: not implemented yet");
-    ExitCode::from(2)
+#[derive(clap::Args)]
+pub struct Args {
+    /// The Installation manifest to render (`-` reads standard input).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    file: PathBuf,
+}
+
+const EXPECTED_API_VERSION: &str = "operator.weft.dev/v1";
+
+fn read(file: &PathBuf) -> Result<String, String> {
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|error| format!("reading standard input: {error}"))?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(file).map_err(|error| format!("{}: {error}", file.display()))
+}
+
+/// Parses the manifest, checking what the API server's schema would check first.
+fn parse(text: &str, source: &str) -> Result<Installation, String> {
+    let value: serde_json::Value = serde_saphyr::from_str(text)
+        .map_err(|error| format!("{source}: not a YAML document: {error}"))?;
+    let api_version = value.get("apiVersion").and_then(|v| v.as_str());
+    let kind = value.get("kind").and_then(|v| v.as_str());
+    if api_version != Some(EXPECTED_API_VERSION) || kind != Some("Installation") {
+        return Err(format!(
+            "{source}: apiVersion/kind: {}/{} is not allowed; expected apiVersion \
+             {EXPECTED_API_VERSION} and kind Installation",
+            api_version.unwrap_or("<missing>"),
+            kind.unwrap_or("<missing>")
+        ));
+    }
+    let installation: Installation =
+        serde_saphyr::from_str(text).map_err(|error| format!("{source}: {error}"))?;
+    let name = installation.metadata.name.as_deref().unwrap_or_default();
+    if name != weft_api::INSTALLATION_NAME {
+        return Err(format!(
+            "{source}: metadata.name: {name:?} is not allowed; the only accepted name is \"default\""
+        ));
+    }
+    Ok(installation)
+}
+
+fn render_text(args: &Args) -> Result<String, String> {
+    let source = args.file.display().to_string();
+    let text = read(&args.file)?;
+    let installation = parse(&text, &source)?;
+    let facts = ClusterFacts::default();
+    let computed =
+        prepare(&installation, &facts).map_err(|message| format!("{source}: {message}"))?;
+    let rendered = render(&computed, &facts, None);
+    to_yaml(&rendered).map_err(|error| error.to_string())
+}
+
+pub fn run(args: Args) -> ExitCode {
+    match render_text(&args) {
+        Ok(text) => {
+            let mut stdout = std::io::stdout().lock();
+            if let Err(error) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                eprintln!("weftctl render: writing the output: {error}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("weftctl render: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::drift::first_difference;
 use crate::labels::{FIELD_MANAGER, managed_selector};
+use crate::render::RENDERED_HASH_ANNOTATION;
 
 /// Why applying failed, per API step.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,8 @@ pub struct Drift {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     Created,
+    /// The rendered object changed (new configuration or operator version).
+    Updated,
     Reverted(Drift),
     Deleted,
 }
@@ -73,6 +76,7 @@ impl Write {
     pub fn describe(&self) -> String {
         match &self.change {
             Change::Created => format!("created {} {}", self.kind, self.name),
+            Change::Updated => format!("updated {} {}", self.kind, self.name),
             Change::Deleted => format!("deleted {} {} (no longer rendered)", self.kind, self.name),
             Change::Reverted(drift) => {
                 let by = drift
@@ -100,6 +104,14 @@ fn last_foreign_manager<K: Resource>(object: &K) -> Option<String> {
         .filter(|entry| entry.manager.as_deref() != Some(FIELD_MANAGER))
         .max_by_key(|entry| entry.time.as_ref().map(|time| time.0))
         .and_then(|entry| entry.manager.clone())
+}
+
+fn rendered_hash<K: Resource>(object: &K) -> Option<&String> {
+    object
+        .meta()
+        .annotations
+        .as_ref()?
+        .get(RENDERED_HASH_ANNOTATION)
 }
 
 /// Applies one kind of object. Namespaced kinds use [`Applier::namespaced`], cluster-scoped kinds
@@ -161,6 +173,9 @@ where
             let current = live.remove(&name);
             let change = match &current {
                 None => Some(Change::Created),
+                Some(current) if rendered_hash(current) != rendered_hash(object) => {
+                    Some(Change::Updated)
+                }
                 Some(current) => self.difference(object, current)?.map(|field| {
                     Change::Reverted(Drift {
                         field,

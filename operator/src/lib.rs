@@ -2,12 +2,21 @@
 //! (pure), applies them with server-side apply and reports status conditions.
 
 pub mod apply;
+pub mod children;
 pub mod conditions;
+pub mod context;
 pub mod counting;
 pub mod drift;
+pub mod error;
+pub mod events;
 pub mod health;
+pub mod ippools;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod prepare;
+pub mod reconcile;
 pub mod render;
+pub mod runtime;
+pub mod status;
 pub mod validate;

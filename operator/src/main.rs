@@ -1,3 +1,106 @@
-//! The `weft-operator` binary.
+//! The `weft-operator` binary: parses flags, sets up logging, connects to the API server and runs
+//! the operator until SIGTERM or Ctrl-C.
 
-fn main() {}
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+use weft_operator::context::Settings;
+use weft_operator::runtime::{Handles, Options, run};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs and keeps reconciling weft from `Installation/default`.
+#[derive(Parser, Debug)]
+#[command(name = "weft-operator", version)]
+struct Args {
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "WEFT_HEALTH_ADDRESS", default_value = "0.0.0.0:9442")]
+    health_address: SocketAddr,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "weft-operator")]
+    lease_namespace: String,
+    /// Run without leader election (only safe with a single replica).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// This replica's identity in the Lease and in Events (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds teardown may take before the finalizer lets go and reports what is left.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    teardown_timeout_seconds: u64,
+    /// Log format.
+    #[arg(long, env = "WEFT_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "weft-operator".into())
+}
+
+/// Turns `shutdown` true on SIGTERM or SIGINT.
+fn watch_signals(shutdown: watch::Sender<bool>) -> std::io::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+        }
+        let _ = shutdown.send(true);
+    });
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let (stop, shutdown) = watch::channel(false);
+    if let Err(error) = watch_signals(stop) {
+        tracing::error!(%error, "cannot handle signals");
+        return ExitCode::FAILURE;
+    }
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "cannot configure the Kubernetes client");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = Options {
+        health_address: args.health_address,
+        lease_namespace: (!args.no_leader_election).then_some(args.lease_namespace),
+        identity: args.identity.unwrap_or_else(hostname),
+        settings: Settings {
+            teardown_timeout: Duration::from_secs(args.teardown_timeout_seconds),
+            ..Settings::default()
+        },
+    };
+    match run(client, options, Handles::new(), shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "the operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

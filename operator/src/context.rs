@@ -1,0 +1,37 @@
+//! What every reconcile shares: the API client, Events, metrics and the operator's settings.
+
+use std::time::Duration;
+
+use kube::Client;
+
+use crate::events::Events;
+use crate::metrics::Metrics;
+use crate::render::ClusterFacts;
+
+/// Settings of the operator process.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long teardown may take before the finalizer lets go and reports what is left.
+    pub teardown_timeout: Duration,
+    /// How often a healthy Installation is checked even without any change.
+    pub resync: Duration,
+    /// Registry and image tag used when the Installation sets none.
+    pub facts: ClusterFacts,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            teardown_timeout: Duration::from_secs(120),
+            resync: Duration::from_secs(300),
+            facts: ClusterFacts::default(),
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub events: Events,
+    pub metrics: Metrics,
+    pub settings: Settings,
+}

@@ -1,0 +1,292 @@
+//! The reconcile of `Installation/default`: read → validate → defaults → render → apply → delete
+//! orphans → pools → status, behind a finalizer whose cleanup tears everything down in a safe
+//! order and lets go after a bounded time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+use tracing::{Instrument, info, info_span, warn};
+use weft_api::{ComponentStatus, Installation, InstallationStatus};
+
+use crate::apply::{Change, Write};
+use crate::children::{apply_all, teardown};
+use crate::conditions::{Desired, merge};
+use crate::context::Context;
+use crate::error::{Error, Policy};
+use crate::ippools::PoolManager;
+use crate::labels::{FIELD_MANAGER, INSTALLATION_NAME, controller_owner_ref};
+use crate::prepare::prepare;
+use crate::render::render;
+use crate::status::{
+    Problem, State, controllers_status, installation_conditions, node_status, pools_status,
+    status_changed, with_problem,
+};
+
+pub const FINALIZER: &str = "operator.weft.dev/teardown";
+
+/// Entry point for the controller: one span per reconcile, metrics around it.
+pub async fn reconcile(
+    installation: Arc<Installation>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let span = info_span!(
+        "reconcile",
+        installation = %installation.name_any(),
+        generation = installation.metadata.generation.unwrap_or_default()
+    );
+    let started = Instant::now();
+    let result = run(installation, &ctx).instrument(span).await;
+    ctx.metrics.observe_reconcile(started.elapsed());
+    if let Err(error) = &result
+        && error.policy() != Policy::Poll
+    {
+        ctx.metrics.observe_failure(error.kind());
+    }
+    result
+}
+
+/// What the controller does after a failed reconcile.
+pub fn error_policy(_installation: Arc<Installation>, error: &Error, _ctx: Arc<Context>) -> Action {
+    match error.policy() {
+        Policy::WaitForChange => Action::await_change(),
+        Policy::Poll => Action::requeue(Duration::from_secs(2)),
+        Policy::Retry => {
+            warn!(%error, "reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+async fn run(installation: Arc<Installation>, ctx: &Context) -> Result<Action, Error> {
+    if installation.name_any() != INSTALLATION_NAME {
+        // The schema only admits `default`; anything else predates it and is left alone.
+        warn!("ignoring an Installation not named {INSTALLATION_NAME}");
+        return Ok(Action::await_change());
+    }
+    let api: Api<Installation> = Api::all(ctx.client.clone());
+    finalizer(&api, FINALIZER, installation, |event| async {
+        match event {
+            FinalizerEvent::Apply(installation) => apply(&installation, ctx).await,
+            FinalizerEvent::Cleanup(installation) => cleanup(&installation, ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
+        finalizer::Error::AddFinalizer(error) | finalizer::Error::RemoveFinalizer(error) => {
+            Error::Finalizer(error)
+        }
+        other => Error::Invalid(other.to_string()),
+    })
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+async fn write_status(
+    installation: &Installation,
+    ctx: &Context,
+    status: InstallationStatus,
+) -> Result<bool, Error> {
+    if !status_changed(installation.status.as_ref(), &status) {
+        return Ok(false);
+    }
+    let api: Api<Installation> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({ "status": status });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    };
+    api.patch_status(&installation.name_any(), &params, &Patch::Merge(&patch))
+        .await
+        .map_err(Error::Status)?;
+    Ok(true)
+}
+
+fn previous_status(installation: &Installation) -> InstallationStatus {
+    installation.status.clone().unwrap_or_default()
+}
+
+async fn report_invalid(installation: &Installation, ctx: &Context, message: String) -> Error {
+    let problem = Problem {
+        reason: "InvalidConfiguration".into(),
+        message: message.clone(),
+    };
+    let previous = previous_status(installation);
+    let desired = with_problem(&previous.conditions, &problem);
+    let status = InstallationStatus {
+        conditions: merge(
+            &previous.conditions,
+            &desired,
+            installation.metadata.generation,
+            &now(),
+        ),
+        observed_generation: installation.metadata.generation,
+        ..previous
+    };
+    match write_status(installation, ctx, status).await {
+        Ok(true) => {
+            let reference = installation.object_ref(&());
+            ctx.events
+                .warning(
+                    &reference,
+                    "InvalidConfiguration",
+                    "Validate",
+                    message.clone(),
+                )
+                .await;
+        }
+        Ok(false) => {}
+        Err(error) => warn!(%error, "could not report the invalid configuration"),
+    }
+    Error::Invalid(message)
+}
+
+async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Error> {
+    let facts = &ctx.settings.facts;
+    let computed = match prepare(installation, facts) {
+        Ok(computed) => computed,
+        Err(message) => return Err(report_invalid(installation, ctx, message).await),
+    };
+    let rendered = render(&computed, facts, controller_owner_ref(installation));
+    let mut writes = Vec::new();
+    let applied = apply_all(&ctx.client, rendered, &mut writes).await;
+    let (workloads, pools) = match applied {
+        Ok(applied) => applied,
+        Err(error) => {
+            let problem = Problem {
+                reason: "ApplyFailed".into(),
+                message: error.to_string(),
+            };
+            report_problem(installation, ctx, &problem).await;
+            return Err(error.into());
+        }
+    };
+    let pool_report = PoolManager::new(ctx.client.clone())
+        .sync(&pools)
+        .await
+        .map_err(Error::Pools)?;
+    writes.extend(pool_report.writes.iter().cloned());
+    let components = vec![
+        node_status(workloads.daemon_sets.first()),
+        controllers_status(workloads.deployments.first()),
+        pools_status(&pool_report.conflicts, &pool_report.draining, pools.len()),
+    ];
+    for status in &components {
+        ctx.metrics
+            .set_component(&status.name, State::of(status).name());
+    }
+    let desired = installation_conditions(&components, None);
+    let changed = update_status(installation, ctx, &computed, components.clone(), &desired).await?;
+    announce(installation, ctx, &writes, &components, changed).await;
+    let waiting = components
+        .iter()
+        .any(|status| State::of(status) != State::Available);
+    Ok(if waiting {
+        Action::requeue(Duration::from_secs(15))
+    } else {
+        Action::requeue(ctx.settings.resync)
+    })
+}
+
+async fn update_status(
+    installation: &Installation,
+    ctx: &Context,
+    computed: &weft_api::ComputedInstallation,
+    components: Vec<ComponentStatus>,
+    desired: &[Desired],
+) -> Result<bool, Error> {
+    let previous = previous_status(installation);
+    let generation = installation.metadata.generation;
+    let status = InstallationStatus {
+        observed_generation: generation,
+        conditions: merge(&previous.conditions, desired, generation, &now()),
+        mtu: computed.network.mtu,
+        computed: Some(computed.clone()),
+        components,
+    };
+    write_status(installation, ctx, status).await
+}
+
+async fn report_problem(installation: &Installation, ctx: &Context, problem: &Problem) {
+    let previous = previous_status(installation);
+    let desired = with_problem(&previous.conditions, problem);
+    let status = InstallationStatus {
+        conditions: merge(
+            &previous.conditions,
+            &desired,
+            installation.metadata.generation,
+            &now(),
+        ),
+        ..previous
+    };
+    if let Err(error) = write_status(installation, ctx, status).await {
+        warn!(%error, "could not report {}", problem.reason);
+    }
+}
+
+/// Logs every write and publishes the Events an admin must see.
+async fn announce(
+    installation: &Installation,
+    ctx: &Context,
+    writes: &[Write],
+    components: &[ComponentStatus],
+    status_changed: bool,
+) {
+    let reference = installation.object_ref(&());
+    for write in writes {
+        info!(kind = %write.kind, name = %write.name, "{}", write.describe());
+        if let Change::Reverted(_) = write.change {
+            ctx.events
+                .warning(&reference, "DriftReverted", "Apply", write.describe())
+                .await;
+        }
+    }
+    if status_changed {
+        for status in components.iter().filter(|status| status.degraded) {
+            let note = status.message.clone().unwrap_or_default();
+            ctx.events
+                .warning(&reference, "Degraded", "Reconcile", note)
+                .await;
+        }
+    }
+}
+
+async fn cleanup(installation: &Installation, ctx: &Context) -> Result<Action, Error> {
+    let left = teardown(&ctx.client).await?;
+    if left.is_empty() {
+        info!("teardown complete");
+        return Ok(Action::await_change());
+    }
+    let started = installation
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|time| time.0)
+        .unwrap_or_else(jiff::Timestamp::now);
+    let elapsed = jiff::Timestamp::now().duration_since(started);
+    let limit = jiff::SignedDuration::try_from(ctx.settings.teardown_timeout).unwrap_or_default();
+    if elapsed >= limit {
+        let note = format!(
+            "teardown gave up after {}s; still present: {}",
+            limit.as_secs(),
+            left.join(", ")
+        );
+        warn!("{note}");
+        let reference = installation.object_ref(&());
+        ctx.events
+            .warning(&reference, "TeardownIncomplete", "Delete", note)
+            .await;
+        return Ok(Action::await_change());
+    }
+    Err(Error::TeardownPending(format!(
+        "waiting for {}",
+        left.join(", ")
+    )))
+}

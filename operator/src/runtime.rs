@@ -1,0 +1,220 @@
+//! Runs the operator: the health and metrics port, leader election, the Installation controller
+//! (triggered by the Installation and by metadata-only watches of the objects it manages) and a
+//! graceful stop when asked or when leadership is lost.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, stream};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::watcher::{self, Event, watcher};
+use kube::{Api, Client, Resource};
+use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use weft_api::{Installation, IpPool};
+
+use crate::context::{Context, Settings};
+use crate::counting::counting_client;
+use crate::events::Events;
+use crate::health::{Readiness, serve};
+use crate::labels::{NAMESPACE, managed_selector};
+use crate::leader::{Election, LeaderError};
+use crate::metrics::Metrics;
+use crate::reconcile::{error_policy, reconcile};
+
+/// How the operator process runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Address of `/healthz`, `/readyz` and `/metrics` (port 0 picks a free one).
+    pub health_address: SocketAddr,
+    /// Namespace of the leader Lease; `None` disables leader election (a single replica).
+    pub lease_namespace: Option<String>,
+    /// This replica's name in the Lease and in Events.
+    pub identity: String,
+    pub settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("serving the health port on {address}: {source}")]
+    Health {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
+    #[error("lost the leader Lease; stopping so a successor takes over")]
+    LostLeadership,
+}
+
+/// A running operator's observable parts, for the binary and for tests.
+#[derive(Clone)]
+pub struct Handles {
+    pub metrics: Metrics,
+    pub registry: Arc<Registry>,
+    pub readiness: Readiness,
+}
+
+impl Handles {
+    pub fn new() -> Self {
+        let metrics = Metrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        Self {
+            metrics,
+            registry: Arc::new(registry),
+            readiness: Readiness::default(),
+        }
+    }
+}
+
+impl Default for Handles {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A stream that yields whenever an object of kind `K` selected by `config` changes. Only
+/// metadata is requested, so object bodies are never transferred or kept.
+fn changes<K>(api: Api<PartialObjectMeta<K>>, config: watcher::Config) -> BoxStream<'static, ()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    PartialObjectMeta<K>: Resource<DynamicType = ()>,
+{
+    watcher(api, config)
+        .default_backoff()
+        .filter_map(|event| async move {
+            matches!(event, Ok(Event::Apply(_) | Event::Delete(_))).then_some(())
+        })
+        .boxed()
+}
+
+fn child_changes(client: &Client) -> impl Stream<Item = ()> + Send + 'static {
+    let managed = || watcher::Config::default().labels(&managed_selector());
+    let all = |client: &Client| client.clone();
+    stream::select_all(vec![
+        changes::<Namespace>(Api::all(all(client)), managed()),
+        changes::<ServiceAccount>(Api::namespaced(all(client), NAMESPACE), managed()),
+        changes::<ClusterRole>(Api::all(all(client)), managed()),
+        changes::<ClusterRoleBinding>(Api::all(all(client)), managed()),
+        changes::<ConfigMap>(Api::namespaced(all(client), NAMESPACE), managed()),
+        changes::<DaemonSet>(Api::namespaced(all(client), NAMESPACE), managed()),
+        changes::<Deployment>(Api::namespaced(all(client), NAMESPACE), managed()),
+        changes::<PodDisruptionBudget>(Api::namespaced(all(client), NAMESPACE), managed()),
+        // Every pool, managed or not: a change to an unmanaged pool may resolve a conflict.
+        changes::<IpPool>(Api::all(all(client)), watcher::Config::default()),
+    ])
+}
+
+/// Runs the controller until `shutdown` turns true (or leadership is lost).
+pub async fn run(
+    client: Client,
+    options: Options,
+    handles: Handles,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let client = counting_client(client, &handles.metrics);
+    let (address, server) = serve(
+        options.health_address,
+        handles.readiness.clone(),
+        handles.registry.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| RunError::Health {
+        address: options.health_address,
+        source,
+    })?;
+    info!(%address, "serving /healthz, /readyz and /metrics");
+    let server = tokio::spawn(server);
+
+    let mut election = match &options.lease_namespace {
+        Some(namespace) => {
+            Some(Election::start(client.clone(), namespace, &options.identity).await?)
+        }
+        None => None,
+    };
+    handles.readiness.set(true);
+    let mut lost = false;
+    if let Some(election) = election.as_mut() {
+        info!(identity = %options.identity, "waiting to lead");
+        let mut stop = shutdown.clone();
+        tokio::select! {
+            acquired = election.acquired() => lost = !acquired,
+            _ = stop.wait_for(|stop| *stop) => {}
+        }
+    }
+    let result = if lost {
+        Err(RunError::LostLeadership)
+    } else if *shutdown.borrow() {
+        Ok(())
+    } else {
+        info!("leading: starting the Installation controller");
+        let leading = election.as_ref().map(|election| election.leading.clone());
+        control(client, &options, &handles, shutdown.clone(), leading).await
+    };
+    handles.readiness.set(false);
+    if let Some(election) = election {
+        election.release().await;
+    }
+    server.abort();
+    result
+}
+
+async fn control(
+    client: Client,
+    options: &Options,
+    handles: &Handles,
+    mut shutdown: watch::Receiver<bool>,
+    leading: Option<watch::Receiver<bool>>,
+) -> Result<(), RunError> {
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        events: Events::new(client.clone(), &options.identity),
+        metrics: handles.metrics.clone(),
+        settings: options.settings.clone(),
+    });
+    let (lost_tx, mut lost_rx) = watch::channel(false);
+    let stop = async move {
+        match leading {
+            Some(mut leading) => {
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => {}
+                    _ = leading.wait_for(|leading| !*leading) => { let _ = lost_tx.send(true); }
+                }
+            }
+            None => {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            }
+        }
+    };
+    Controller::new(
+        Api::<Installation>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
+    .reconcile_all_on(child_changes(&client))
+    .graceful_shutdown_on(stop)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            warn!(%error, "reconcile ended with an error");
+        }
+    })
+    .await;
+    if *lost_rx.borrow_and_update() {
+        return Err(RunError::LostLeadership);
+    }
+    Ok(())
+}

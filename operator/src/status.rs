@@ -1,0 +1,299 @@
+//! What the admin reads: per-component status computed from the live workloads and pools, the
+//! Installation's Ready/Available/Progressing/Degraded conditions derived from them, and the rule
+//! that status is written only when something other than a timestamp changed.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+use weft_api::{ComponentStatus, InstallationStatus};
+
+use crate::conditions::{AVAILABLE, DEGRADED, Desired, PROGRESSING, READY, differ};
+
+pub const NODE_COMPONENT: &str = "node";
+pub const CONTROLLERS_COMPONENT: &str = "controllers";
+pub const POOLS_COMPONENT: &str = "ip-pools";
+
+fn component(name: &str, state: State, message: String) -> ComponentStatus {
+    ComponentStatus {
+        name: name.to_owned(),
+        available: state == State::Available,
+        progressing: state == State::Progressing,
+        degraded: state == State::Degraded,
+        message: Some(message),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Available,
+    Progressing,
+    Degraded,
+}
+
+impl State {
+    pub fn of(status: &ComponentStatus) -> State {
+        if status.degraded {
+            State::Degraded
+        } else if status.progressing {
+            State::Progressing
+        } else {
+            State::Available
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Available => AVAILABLE,
+            State::Progressing => PROGRESSING,
+            State::Degraded => DEGRADED,
+        }
+    }
+}
+
+fn plural(count: i32, word: &str) -> String {
+    if count == 1 {
+        format!("{count} {word}")
+    } else {
+        format!("{count} {word}s")
+    }
+}
+
+/// Status of the node agent from its DaemonSet.
+pub fn node_status(daemon_set: Option<&DaemonSet>) -> ComponentStatus {
+    let Some(daemon_set) = daemon_set else {
+        return component(
+            NODE_COMPONENT,
+            State::Progressing,
+            "DaemonSet weft-system/weft-node does not exist yet".into(),
+        );
+    };
+    let id = format!("DaemonSet weft-system/{}", daemon_set.name_any());
+    let status = daemon_set.status.clone().unwrap_or_default();
+    let generation = daemon_set.metadata.generation.unwrap_or_default();
+    let desired = status.desired_number_scheduled;
+    let updated = status.updated_number_scheduled.unwrap_or_default();
+    let available = status.number_available.unwrap_or_default();
+    let (state, message) = if status.observed_generation.unwrap_or_default() < generation {
+        (
+            State::Progressing,
+            format!("{id} update is not observed yet"),
+        )
+    } else if updated < desired {
+        (
+            State::Progressing,
+            format!("{id} is rolling out ({updated} of {desired} updated)"),
+        )
+    } else if available < desired {
+        let awaiting = plural(desired - available, "node");
+        (
+            State::Progressing,
+            format!("{id} is not available (awaiting {awaiting})"),
+        )
+    } else {
+        (
+            State::Available,
+            format!("{id} is available on {}", plural(desired, "node")),
+        )
+    };
+    component(NODE_COMPONENT, state, message)
+}
+
+/// Status of the controllers from their Deployment.
+pub fn controllers_status(deployment: Option<&Deployment>) -> ComponentStatus {
+    let Some(deployment) = deployment else {
+        return component(
+            CONTROLLERS_COMPONENT,
+            State::Progressing,
+            "Deployment weft-system/weft-controllers does not exist yet".into(),
+        );
+    };
+    let id = format!("Deployment weft-system/{}", deployment.name_any());
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.replicas)
+        .unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    let generation = deployment.metadata.generation.unwrap_or_default();
+    let updated = status.updated_replicas.unwrap_or_default();
+    let available = status.available_replicas.unwrap_or_default();
+    let (state, message) = if status.observed_generation.unwrap_or_default() < generation {
+        (
+            State::Progressing,
+            format!("{id} update is not observed yet"),
+        )
+    } else if updated < desired {
+        (
+            State::Progressing,
+            format!("{id} is rolling out ({updated} of {desired} updated)"),
+        )
+    } else if available < desired {
+        let awaiting = plural(desired - available, "replica");
+        (
+            State::Progressing,
+            format!("{id} is not available (awaiting {awaiting})"),
+        )
+    } else {
+        (
+            State::Available,
+            format!("{id} is available ({})", plural(available, "replica")),
+        )
+    };
+    component(CONTROLLERS_COMPONENT, state, message)
+}
+
+/// Status of the IP pools from what the pool step found.
+pub fn pools_status(conflicts: &[String], draining: &[String], pools: usize) -> ComponentStatus {
+    if !conflicts.is_empty() {
+        component(POOLS_COMPONENT, State::Degraded, conflicts.join("; "))
+    } else if !draining.is_empty() {
+        component(POOLS_COMPONENT, State::Progressing, draining.join("; "))
+    } else {
+        let message = match pools {
+            0 => "no IP pools are configured".to_owned(),
+            1 => "1 IP pool is in sync".to_owned(),
+            count => format!("{count} IP pools are in sync"),
+        };
+        component(POOLS_COMPONENT, State::Available, message)
+    }
+}
+
+/// A reason the whole Installation is degraded beyond its components (for example an apply error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: String,
+    pub message: String,
+}
+
+/// The Installation conditions for these components (and an overall problem, if any).
+pub fn installation_conditions(
+    components: &[ComponentStatus],
+    problem: Option<&Problem>,
+) -> Vec<Desired> {
+    let pick = |state: State| -> Vec<&ComponentStatus> {
+        components
+            .iter()
+            .filter(|status| State::of(status) == state)
+            .collect()
+    };
+    let summary = |items: &[&ComponentStatus]| -> String {
+        items
+            .iter()
+            .map(|status| {
+                status
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| status.name.clone())
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let degraded = pick(State::Degraded);
+    let progressing = pick(State::Progressing);
+    let all_available = degraded.is_empty() && progressing.is_empty();
+
+    let degraded_condition = match (problem, degraded.is_empty()) {
+        (Some(problem), _) => Desired::new(DEGRADED, true, &problem.reason, &problem.message),
+        (None, false) => Desired::new(DEGRADED, true, "ComponentDegraded", summary(&degraded)),
+        (None, true) => Desired::new(DEGRADED, false, "AsExpected", "no component is degraded"),
+    };
+    let progressing_condition = if progressing.is_empty() {
+        Desired::new(
+            PROGRESSING,
+            false,
+            "Stable",
+            "every component is up to date",
+        )
+    } else {
+        Desired::new(PROGRESSING, true, "RollingOut", summary(&progressing))
+    };
+    let available_condition = if all_available {
+        Desired::new(
+            AVAILABLE,
+            true,
+            "AllComponentsAvailable",
+            "every component is available",
+        )
+    } else {
+        let waiting: Vec<&ComponentStatus> = degraded.iter().chain(&progressing).copied().collect();
+        Desired::new(
+            AVAILABLE,
+            false,
+            "ComponentsNotAvailable",
+            summary(&waiting),
+        )
+    };
+    let ready = all_available && problem.is_none();
+    let ready_condition = if ready {
+        Desired::new(
+            READY,
+            true,
+            "Ready",
+            "weft is installed and every component is available",
+        )
+    } else {
+        Desired::new(
+            READY,
+            false,
+            "NotReady",
+            "see the Available, Progressing and Degraded conditions",
+        )
+    };
+    vec![
+        ready_condition,
+        available_condition,
+        progressing_condition,
+        degraded_condition,
+    ]
+}
+
+/// Keeps the previous conditions but sets Degraded (and Ready false): used for invalid
+/// configuration, where nothing is applied and the components are left as they were.
+pub fn with_problem(previous: &[Condition], problem: &Problem) -> Vec<Desired> {
+    let keep = |type_: &'static str, default: Desired| -> Desired {
+        previous
+            .iter()
+            .find(|condition| condition.type_ == type_)
+            .map(|condition| {
+                Desired::new(
+                    type_,
+                    condition.status == "True",
+                    &condition.reason,
+                    &condition.message,
+                )
+            })
+            .unwrap_or(default)
+    };
+    vec![
+        Desired::new(READY, false, "NotReady", "see the Degraded condition"),
+        keep(
+            AVAILABLE,
+            Desired::new(
+                AVAILABLE,
+                false,
+                "NotApplied",
+                "the configuration was not applied",
+            ),
+        ),
+        keep(
+            PROGRESSING,
+            Desired::new(
+                PROGRESSING,
+                false,
+                "NotApplied",
+                "the configuration was not applied",
+            ),
+        ),
+        Desired::new(DEGRADED, true, &problem.reason, &problem.message),
+    ]
+}
+
+/// True when writing `new` over `old` would change anything but condition timestamps.
+pub fn status_changed(old: Option<&InstallationStatus>, new: &InstallationStatus) -> bool {
+    let Some(old) = old else { return true };
+    old.observed_generation != new.observed_generation
+        || differ(&old.conditions, &new.conditions)
+        || old.components != new.components
+        || old.mtu != new.mtu
+        || old.computed != new.computed
+}

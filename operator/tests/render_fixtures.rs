@@ -1,0 +1,112 @@
+//! The pure render against checked-in YAML fixtures: each `fixtures/NAME.installation.yaml`
+//! renders to `fixtures/NAME.rendered.yaml` byte for byte. Set `UPDATE_FIXTURES=1` to rewrite
+//! the expected files after an intended change, then review the diff.
+
+use std::path::{Path, PathBuf};
+
+use weft_api::Installation;
+use weft_operator::prepare::prepare;
+use weft_operator::render::{ClusterFacts, Rendered, render, to_yaml};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn render_fixture(name: &str) -> (Rendered, String) {
+    let input = fixtures().join(format!("{name}.installation.yaml"));
+    let text = std::fs::read_to_string(&input).expect("fixture is readable");
+    let installation: Installation = serde_saphyr::from_str(&text).expect("fixture parses");
+    let facts = ClusterFacts::default();
+    let computed = prepare(&installation, &facts).expect("fixture is valid");
+    let rendered = render(&computed, &facts, None);
+    let yaml = to_yaml(&rendered).expect("render encodes");
+    (rendered, yaml)
+}
+
+fn check(name: &str) -> Rendered {
+    let (rendered, yaml) = render_fixture(name);
+    let expected_path = fixtures().join(format!("{name}.rendered.yaml"));
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        std::fs::write(&expected_path, &yaml).expect("fixture is writable");
+    }
+    let expected = std::fs::read_to_string(&expected_path)
+        .unwrap_or_else(|error| panic!("{}: {error}", expected_path.display()));
+    assert!(
+        yaml == expected,
+        "render of {name} differs from {}; rerun with UPDATE_FIXTURES=1 and review the diff",
+        expected_path.display()
+    );
+    rendered
+}
+
+#[test]
+fn minimal_installation_renders_the_whole_stack() {
+    let rendered = check("minimal");
+    assert_eq!(rendered.config_maps.len(), 1);
+    assert_eq!(rendered.ip_pools.len(), 1, "one default pool");
+    let node = &rendered.daemon_sets[0];
+    let pod = node.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("system-node-critical")
+    );
+    assert_eq!(pod.init_containers.as_ref().unwrap()[0].name, "install-cni");
+}
+
+#[test]
+fn custom_installation_sets_mtu_pools_replicas_and_resources() {
+    let rendered = check("custom");
+    let conflist = &rendered.config_maps[0].data.as_ref().unwrap()["10-weft.conflist"];
+    assert!(conflist.contains("\"mtu\": 1400"), "{conflist}");
+    let names: Vec<_> = rendered
+        .ip_pools
+        .iter()
+        .map(|pool| pool.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["pods-a", "pods-b"]);
+    let deployment = rendered.deployments[0].spec.as_ref().unwrap();
+    assert_eq!(deployment.replicas, Some(3));
+}
+
+#[test]
+fn external_cni_renders_no_cni_config_and_no_install_step() {
+    let rendered = check("external");
+    assert!(rendered.config_maps.is_empty());
+    assert!(rendered.ip_pools.is_empty());
+    let pod = rendered.daemon_sets[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    assert!(pod.init_containers.is_none());
+}
+
+#[test]
+fn a_changed_mtu_changes_the_pod_template_hash() {
+    let (minimal, _) = render_fixture("minimal");
+    let (custom, _) = render_fixture("custom");
+    let hash = |rendered: &Rendered| {
+        rendered.daemon_sets[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()["operator.weft.dev/cni-config-hash"]
+            .clone()
+    };
+    assert_ne!(hash(&minimal), hash(&custom));
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    assert_eq!(render_fixture("custom").1, render_fixture("custom").1);
+}
