@@ -37,8 +37,9 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+## crds: regenerate crds/ (one file per CRD) from the Rust types.
 crds:
-	@echo "CRD generation is not wired yet"
+	$(CARGO) run --quiet -p weftctl -- crds --out-dir crds
 
 cluster-up: control-plane
 	$(CARGO) run --quiet -p weft-e2e --bin local-cluster -- up --nodes 3
