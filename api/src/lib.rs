@@ -6,6 +6,7 @@
 
 pub mod cel;
 pub mod crds;
+pub mod defaults;
 pub mod installation;
 pub mod installation_status;
 pub mod ipam_block;
@@ -15,6 +16,7 @@ pub mod policy_cel;
 pub mod policy_values;
 
 pub use crds::crds;
+pub use defaults::{ClusterFacts, defaults, kubeadm_pod_subnet};
 pub use installation::{
     CniSpec, CniType, ComponentName, ComponentResource, INSTALLATION_NAME, ImagePullPolicy,
     Installation, InstallationIpPool, InstallationSpec, IpamSpec, IpamType, KubernetesProvider,

@@ -1,6 +1,9 @@
 //! Shared helpers of the API-server tests: install the CRDs into the local cluster and apply
 //! objects with server-side apply.
 
+// Each test binary compiles this module and uses only some of the helpers.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use anyhow::{Context, bail};
