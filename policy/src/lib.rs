@@ -5,4 +5,5 @@ pub mod eval;
 pub mod load;
 pub mod matrix;
 pub mod model;
+pub mod nft;
 pub mod selector;
