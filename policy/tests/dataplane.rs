@@ -101,3 +101,26 @@ spec:
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn nft_accepts_every_scenario_whole_and_as_a_diff() {
+    netns::require_root_tools();
+    let empty = weft_policy::model::Cluster::default();
+    let topology = Topology::build(&format!("wp-{}n", std::process::id() % 100_000), &empty);
+    let mut previous: Option<Ruleset> = None;
+    for scenario in scenarios::all() {
+        let ruleset = compile(&common::cluster_with(scenario.policies), TABLE);
+        let whole = ruleset.full_script();
+        topology
+            .apply(&whole)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{whole}", scenario.name));
+        if let Some(previous) = &previous {
+            topology.apply(&previous.full_script()).unwrap();
+            let change = diff(previous, &ruleset).script;
+            topology
+                .apply(&change)
+                .unwrap_or_else(|e| panic!("{} as a diff: {e}\n{change}", scenario.name));
+        }
+        previous = Some(ruleset);
+    }
+}

@@ -32,7 +32,11 @@ impl Clause {
             (a, b) => a.or(b),
         };
         let mut conditions = self.conditions.clone();
-        conditions.extend(other.conditions.iter().cloned());
+        for condition in &other.conditions {
+            if !conditions.contains(condition) {
+                conditions.push(condition.clone());
+            }
+        }
         Some(Clause { family, conditions })
     }
 }
