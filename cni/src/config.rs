@@ -195,8 +195,10 @@ pub const DEFAULT_MTU: u32 = 1500;
 pub struct PluginConf {
     pub common: CommonConf,
     pub mtu: u32,
-    /// The IPAM plugin to exec from CNI_PATH.
+    /// The IPAM plugin (`weft-ipam` runs in-process unless `exec_ipam`).
     pub ipam_type: String,
+    /// `execIpam`: exec weft-ipam from CNI_PATH like any other IPAM plugin.
+    pub exec_ipam: bool,
 }
 
 impl PluginConf {
@@ -231,10 +233,21 @@ impl PluginConf {
                 "ipam.type: {ipam_type:?} must be a plugin file name found in CNI_PATH, not a path"
             )));
         }
+        let exec_ipam = match map.get("execIpam") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(flag)) => *flag,
+            Some(other) => {
+                return Err(CniError::invalid_config(format!(
+                    "execIpam: must be true or false, got {}",
+                    json_kind(other)
+                )));
+            }
+        };
         Ok(Self {
             common,
             mtu,
             ipam_type: ipam_type.to_owned(),
+            exec_ipam,
         })
     }
 }

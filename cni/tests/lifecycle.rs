@@ -239,8 +239,9 @@ fn plugin_killed_mid_add_leaks_nothing_after_gc() {
     let network = format!("wc-{}", bed.tag);
     // Hold the store's lock so the ADD stops inside weft-ipam, then kill weft there.
     let lock = weft_cni::ipam::store::LockedStore::open(bed.data_dir.path(), &network).unwrap();
+    // weft-ipam exec'd, so the allocation outlives the killed plugin in an orphaned process.
     let mut config = bed.config.clone();
-    config["name"] = json!(network);
+    config["execIpam"] = json!(true);
     let netns = pod.path().to_str().unwrap().to_owned();
     let env = [
         ("CNI_COMMAND", "ADD"),
@@ -318,4 +319,80 @@ fn wait_for_exit(pid: u32) {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     panic!("orphaned weft-ipam {pid} never finished");
+}
+
+/// IPAM plugins other than the in-process weft-ipam are exec'd from CNI_PATH: weft-ipam itself
+/// with `"execIpam": true`, and the reference host-local plugin.
+#[test]
+fn ipam_plugins_from_cni_path_are_execd() {
+    let reference = std::path::Path::new("/usr/lib/cni/host-local");
+    assert!(
+        reference.is_file(),
+        "{} is missing: apt-get install containernetworking-plugins",
+        reference.display()
+    );
+    let bed = Bed::new("exec", "10.88.15.0/24");
+    let pod = bed.pod(0);
+    let result = bed
+        .call("ADD", "execd", Some(pod.path()), json!({"execIpam": true}))
+        .expect_ok()
+        .json();
+    assert_eq!(bed.allocations(), [(pod_ip(&result), "execd".to_owned())]);
+    assert_reachable_from_host(&bed, &pod, pod_ip(&result));
+    bed.call(
+        "CHECK",
+        "execd",
+        Some(pod.path()),
+        json!({"execIpam": true, "prevResult": result}),
+    )
+    .expect_ok();
+    bed.call("DEL", "execd", Some(pod.path()), json!({"execIpam": true}))
+        .expect_ok();
+    assert!(bed.allocations().is_empty());
+    // A missing weft-ipam binary matters only when it is to be exec'd.
+    let env = [("CNI_COMMAND", "STATUS"), ("CNI_PATH", "/nonexistent")];
+    let mut config = bed.config.clone();
+    bed.run(WEFT, &env, config.to_string().as_bytes())
+        .expect_ok();
+    config["execIpam"] = json!(true);
+    assert_eq!(bed.run(WEFT, &env, config.to_string().as_bytes()).code(), 4);
+
+    let cni_path = format!("{}:/usr/lib/cni", cni_path().display());
+    let host_local_dir = bed.data_dir.path().join("host-local");
+    let mut config = bed.config.clone();
+    config["cniVersion"] = json!("1.0.0");
+    config["ipam"] = json!({"type": "host-local", "ranges": [[{"subnet": "10.88.16.0/24"}]], "dataDir": host_local_dir});
+    let stdin = config.to_string();
+    // The first pod keeps its dead eth0 after DEL (left to the namespace teardown): use another.
+    let pod = bed.pod(1);
+    let netns = pod.path().to_str().unwrap();
+    let env = |command| {
+        [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", "hl"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", netns),
+            ("CNI_PATH", cni_path.as_str()),
+        ]
+    };
+    let result = bed
+        .run(WEFT, &env("ADD"), stdin.as_bytes())
+        .expect_ok()
+        .json();
+    let ip = pod_ip(&result);
+    assert!(ip.to_string().starts_with("10.88.16."), "{ip}");
+    assert!(
+        host_local_dir
+            .join(format!("wc-{}", bed.tag))
+            .join(ip.to_string())
+            .is_file()
+    );
+    assert_reachable_from_host(&bed, &pod, ip);
+    bed.run(WEFT, &env("DEL"), stdin.as_bytes()).expect_ok();
+    assert!(
+        !host_local_dir
+            .join(format!("wc-{}", bed.tag))
+            .join(ip.to_string())
+            .exists()
+    );
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
-use super::delegate;
+use super::delegate::Ipam;
 use crate::config::PluginConf;
 use crate::env::{Attachment, CniEnv, Command};
 use crate::error::{CniError, code};
@@ -32,8 +32,8 @@ pub fn add(env: &CniEnv, conf: &PluginConf, stdin: &[u8]) -> Result<CniResult, C
         .ok_or_else(|| CniError::invalid_env("CNI_NETNS: required for ADD"))?;
     let pod_netns = netns::open(netns_path)
         .map_err(|error| CniError::new(code::UNKNOWN_CONTAINER, format!("CNI_NETNS: {error}")))?;
-    let ipam = delegate::find_plugin(&conf.ipam_type, &env.path)?;
-    let allocated = delegate::add(&ipam, stdin)?;
+    let ipam = Ipam::resolve(conf, env)?;
+    let allocated = ipam.add(env, stdin)?;
     let addresses: Vec<IpAddr> = allocated.ips.iter().map(|ip| ip.address.addr()).collect();
     match wire(
         attachment,
@@ -44,21 +44,21 @@ pub fn add(env: &CniEnv, conf: &PluginConf, stdin: &[u8]) -> Result<CniResult, C
     ) {
         Ok(result) => Ok(result),
         Err(error) => {
-            undo(attachment, &ipam, stdin);
+            undo(env, attachment, &ipam, stdin);
             Err(error)
         }
     }
 }
 
 /// Best effort: remove the half-built pair and release the addresses; the original error wins.
-fn undo(attachment: &Attachment, ipam: &Path, stdin: &[u8]) {
+fn undo(env: &CniEnv, attachment: &Attachment, ipam: &Ipam, stdin: &[u8]) {
     let host = host_interface_name(attachment);
     if let Ok(mut netlink) = Netlink::open()
         && let Ok(Some(link)) = netlink.link_by_name(&host)
     {
         let _ = netlink.delete_link(link.index);
     }
-    if let Err(error) = delegate::exec(ipam, Command::Del, stdin) {
+    if let Err(error) = ipam.run(env, Command::Del, stdin) {
         tracing::warn!(%error, "releasing addresses after a failed ADD");
     }
 }

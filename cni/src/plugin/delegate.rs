@@ -1,13 +1,83 @@
 //! Delegated IPAM: find the IPAM plugin named by `ipam.type` in CNI_PATH and exec it with the same
 //! network config on stdin, as the CNI spec prescribes.
+//!
+//! One deliberate exception: when `ipam.type` is `weft-ipam`, the same IPAM code runs inside this
+//! process (same config parsing, store and lock, so it is interchangeable with the binary), unless
+//! the config sets `"execIpam": true`. A second process per call costs about as much as the
+//! whole interface set-up (see the CNI section of BENCHMARKS.md); any other IPAM plugin is exec'd.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
-use crate::env::Command;
+use crate::config::PluginConf;
+use crate::env::{CniEnv, Command};
 use crate::error::{CniError, code};
 use crate::result::CniResult;
+
+/// The name of weft's own IPAM plugin.
+pub const WEFT_IPAM: &str = "weft-ipam";
+
+/// How this call reaches its IPAM plugin.
+#[derive(Debug, Clone)]
+pub enum Ipam {
+    /// weft-ipam's code in this process.
+    InProcess,
+    /// An IPAM plugin binary from CNI_PATH.
+    Exec(PathBuf),
+}
+
+impl Ipam {
+    pub fn resolve(conf: &PluginConf, env: &CniEnv) -> Result<Self, CniError> {
+        if conf.ipam_type == WEFT_IPAM && !conf.exec_ipam {
+            Ok(Self::InProcess)
+        } else {
+            find_plugin(&conf.ipam_type, &env.path).map(Self::Exec)
+        }
+    }
+
+    /// Runs `command` with `stdin`; returns what the plugin printed.
+    pub fn run(&self, env: &CniEnv, command: Command, stdin: &[u8]) -> Result<String, CniError> {
+        match self {
+            Self::InProcess => {
+                let env = CniEnv {
+                    command,
+                    ..env.clone()
+                };
+                crate::ipam::command::run(&env, stdin)
+            }
+            Self::Exec(plugin) => exec(plugin, command, stdin),
+        }
+    }
+
+    /// Runs ADD and parses its result, which must hold at least one address.
+    pub fn add(&self, env: &CniEnv, stdin: &[u8]) -> Result<CniResult, CniError> {
+        let stdout = self.run(env, Command::Add, stdin)?;
+        let result: CniResult = serde_json::from_str(&stdout).map_err(|error| {
+            CniError::new(
+                code::IPAM_DELEGATE,
+                format!(
+                    "IPAM plugin {}: ADD result is not a CNI result: {error}",
+                    self.name()
+                ),
+            )
+        })?;
+        if result.ips.is_empty() {
+            return Err(CniError::new(
+                code::IPAM_DELEGATE,
+                format!("IPAM plugin {}: ADD returned no address", self.name()),
+            ));
+        }
+        Ok(result)
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::InProcess => WEFT_IPAM.to_owned(),
+            Self::Exec(plugin) => plugin.display().to_string(),
+        }
+    }
+}
 
 /// Finds `name` in the CNI_PATH directories.
 pub fn find_plugin(name: &str, cni_path: &[PathBuf]) -> Result<PathBuf, CniError> {
@@ -68,25 +138,4 @@ pub fn exec(plugin: &Path, command: Command, stdin: &[u8]) -> Result<String, Cni
             stdout.trim()
         ))),
     }
-}
-
-/// Runs IPAM ADD and parses its result, which must hold at least one address.
-pub fn add(plugin: &Path, stdin: &[u8]) -> Result<CniResult, CniError> {
-    let stdout = exec(plugin, Command::Add, stdin)?;
-    let result: CniResult = serde_json::from_str(&stdout).map_err(|error| {
-        CniError::new(
-            code::IPAM_DELEGATE,
-            format!(
-                "IPAM plugin {}: ADD result is not a CNI result: {error}",
-                plugin.display()
-            ),
-        )
-    })?;
-    if result.ips.is_empty() {
-        return Err(CniError::new(
-            code::IPAM_DELEGATE,
-            format!("IPAM plugin {}: ADD returned no address", plugin.display()),
-        ));
-    }
-    Ok(result)
 }

@@ -32,10 +32,9 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<String, CniError> {
         Command::Check => teardown::check(env, &conf, stdin).map(|()| String::new()),
         // STATUS: the config parsed; readiness is whether IPAM could serve an ADD.
         // GC: the pod interfaces go with their namespaces; the addresses are what can leak.
-        Command::Status | Command::Gc => {
-            let ipam = delegate::find_plugin(&conf.ipam_type, &env.path)?;
-            delegate::exec(&ipam, env.command, stdin).map(|_| String::new())
-        }
+        Command::Status | Command::Gc => delegate::Ipam::resolve(&conf, env)?
+            .run(env, env.command, stdin)
+            .map(|_| String::new()),
         Command::Version => unreachable!("answered above"),
     }
 }

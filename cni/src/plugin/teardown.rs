@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use super::delegate;
+use super::delegate::Ipam;
 use crate::config::PluginConf;
 use crate::env::{Attachment, CniEnv, Command};
 use crate::error::{CniError, code};
@@ -41,8 +41,9 @@ pub fn del(env: &CniEnv, conf: &PluginConf, stdin: &[u8]) -> Result<(), CniError
             _ => {}
         }
     }
-    let ipam = delegate::find_plugin(&conf.ipam_type, &env.path)?;
-    delegate::exec(&ipam, Command::Del, stdin).map(drop)
+    Ipam::resolve(conf, env)?
+        .run(env, Command::Del, stdin)
+        .map(drop)
 }
 
 fn check_failed(message: String) -> CniError {
@@ -56,8 +57,7 @@ pub fn check(env: &CniEnv, conf: &PluginConf, stdin: &[u8]) -> Result<(), CniErr
         .prev_result
         .as_ref()
         .ok_or_else(|| CniError::invalid_config("prevResult: required for CHECK"))?;
-    let ipam = delegate::find_plugin(&conf.ipam_type, &env.path)?;
-    delegate::exec(&ipam, Command::Check, stdin)?;
+    Ipam::resolve(conf, env)?.run(env, Command::Check, stdin)?;
 
     let addresses: Vec<IpAddr> = previous.ips.iter().map(|ip| ip.address.addr()).collect();
     let host_name = host_interface_name(attachment);
