@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use weft_api::Installation;
-use weft_operator::prepare::prepare;
-use weft_operator::render::{ClusterFacts, render, to_yaml};
+use weft_operator::prepare::{offline_facts, prepare};
+use weft_operator::render::{render, to_yaml};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -59,9 +59,9 @@ fn render_text(args: &Args) -> Result<String, String> {
     let source = args.file.display().to_string();
     let text = read(&args.file)?;
     let installation = parse(&text, &source)?;
-    let facts = ClusterFacts::default();
-    let computed =
-        prepare(&installation, &facts).map_err(|message| format!("{source}: {message}"))?;
+    let facts = offline_facts();
+    let computed = prepare(&installation, &facts, &Default::default())
+        .map_err(|message| format!("{source}: {message}"))?;
     let rendered = render(&computed, &facts, None);
     to_yaml(&rendered).map_err(|error| error.to_string())
 }

@@ -6,7 +6,6 @@ use kube::Client;
 
 use crate::events::Events;
 use crate::metrics::Metrics;
-use crate::render::ClusterFacts;
 
 /// Settings of the operator process.
 #[derive(Clone, Debug)]
@@ -15,8 +14,6 @@ pub struct Settings {
     pub teardown_timeout: Duration,
     /// How often a healthy Installation is checked even without any change.
     pub resync: Duration,
-    /// Registry and image tag used when the Installation sets none.
-    pub facts: ClusterFacts,
 }
 
 impl Default for Settings {
@@ -24,7 +21,6 @@ impl Default for Settings {
         Self {
             teardown_timeout: Duration::from_secs(120),
             resync: Duration::from_secs(300),
-            facts: ClusterFacts::default(),
         }
     }
 }

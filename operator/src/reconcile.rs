@@ -149,8 +149,13 @@ async fn report_invalid(installation: &Installation, ctx: &Context, message: Str
 }
 
 async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Error> {
-    let facts = &ctx.settings.facts;
-    let computed = match prepare(installation, facts) {
+    let facts = &crate::facts::gather(&ctx.client, installation)
+        .await
+        .map_err(Error::Facts)?;
+    let networks = crate::facts::networks(&ctx.client, installation)
+        .await
+        .map_err(Error::Facts)?;
+    let computed = match prepare(installation, facts, &networks) {
         Ok(computed) => computed,
         Err(message) => return Err(report_invalid(installation, ctx, message).await),
     };

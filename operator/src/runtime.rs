@@ -124,7 +124,8 @@ pub async fn run(
     handles: Handles,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), RunError> {
-    let client = counting_client(client, &handles.metrics);
+    // Lease renewals go through the plain client: the counted one measures reconcile cost only.
+    let counted = counting_client(client.clone(), &handles.metrics);
     let (address, server) = serve(
         options.health_address,
         handles.readiness.clone(),
@@ -162,7 +163,7 @@ pub async fn run(
     } else {
         info!("leading: starting the Installation controller");
         let leading = election.as_ref().map(|election| election.leading.clone());
-        control(client, &options, &handles, shutdown.clone(), leading).await
+        control(counted, &options, &handles, shutdown.clone(), leading).await
     };
     handles.readiness.set(false);
     if let Some(election) = election {

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use weft_api::Installation;
-use weft_operator::prepare::prepare;
-use weft_operator::render::{ClusterFacts, Rendered, render, to_yaml};
+use weft_operator::prepare::{offline_facts, prepare};
+use weft_operator::render::{Rendered, render, to_yaml};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -16,8 +16,8 @@ fn render_fixture(name: &str) -> (Rendered, String) {
     let input = fixtures().join(format!("{name}.installation.yaml"));
     let text = std::fs::read_to_string(&input).expect("fixture is readable");
     let installation: Installation = serde_saphyr::from_str(&text).expect("fixture parses");
-    let facts = ClusterFacts::default();
-    let computed = prepare(&installation, &facts).expect("fixture is valid");
+    let facts = offline_facts();
+    let computed = prepare(&installation, &facts, &Default::default()).expect("fixture is valid");
     let rendered = render(&computed, &facts, None);
     let yaml = to_yaml(&rendered).expect("render encodes");
     (rendered, yaml)

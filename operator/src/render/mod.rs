@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use weft_api::{CniType, ComputedInstallation, IpPool};
+use weft_api::{ClusterFacts, CniType, ComputedInstallation, IpPool};
 
 pub use cni::{CNI_CONFIG_KEY, CNI_CONFIG_NAME, conflist};
 pub use node::{CNI_CONFIG_HASH_ANNOTATION, NODE_AGENT_NAME};
@@ -58,10 +58,6 @@ impl Component {
         }
     }
 }
-
-/// What the render needs to know about the cluster beyond the Installation.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClusterFacts {}
 
 /// Every object the operator applies, in apply order. Pools are not owned by the Installation
 /// (they outlive it) and are reconciled by their own rules.
