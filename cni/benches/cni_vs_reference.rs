@@ -219,8 +219,11 @@ fn main() {
         "{} is missing: apt-get install containernetworking-plugins",
         reference.display()
     );
-    let count = env_number("WEFT_BENCH_PODS", 100);
-    let rounds = env_number("WEFT_BENCH_ROUNDS", 3);
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, as a
+    // quick smoke test of the benchmark itself.
+    let benchmarking = std::env::args().any(|arg| arg == "--bench");
+    let count = env_number("WEFT_BENCH_PODS", if benchmarking { 100 } else { 5 });
+    let rounds = env_number("WEFT_BENCH_ROUNDS", if benchmarking { 3 } else { 1 });
     let weft = Path::new(env!("CARGO_BIN_EXE_weft"));
     let plugins = [
         Plugin::new(

@@ -2,6 +2,8 @@
 //! and the pieces they share: CNI environment, config and result types, a synchronous netlink
 //! client, network namespace helpers and the allocation store.
 
+#[cfg(feature = "claim")]
+pub mod claim;
 pub mod cli;
 pub mod config;
 pub mod env;
