@@ -17,7 +17,7 @@ use crate::policy_cel;
 pub const MAX_RULES: usize = 1024;
 
 /// A namespaced policy: selects endpoints (pods) of its own namespace.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "network.weft.dev",
     version = "v1",
@@ -46,6 +46,7 @@ pub struct NetworkPolicySpec {
     pub selector: Option<String>,
     /// Directions the policy governs; absent means Ingress, plus Egress when egress rules exist.
     #[schemars(length(max = 2))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub types: Option<Vec<PolicyType>>,
     /// Rules for traffic into selected endpoints, in order.
@@ -63,7 +64,7 @@ pub struct NetworkPolicySpec {
 }
 
 /// A cluster-wide policy: selects endpoints in every namespace (and host endpoints).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "network.weft.dev",
     version = "v1",
@@ -95,6 +96,7 @@ pub struct GlobalNetworkPolicySpec {
     pub namespace_selector: Option<String>,
     /// Directions the policy governs; absent means Ingress, plus Egress when egress rules exist.
     #[schemars(length(max = 2))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub types: Option<Vec<PolicyType>>,
     /// Rules for traffic into selected endpoints, in order.

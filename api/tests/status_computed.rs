@@ -1,5 +1,6 @@
 //! Defaults live in `status.computed`, written through the status subresource: the spec an admin
-//! applied stays exactly as written, and `kubectl get installation` shows the status columns.
+//! applied stays exactly as written, `kubectl get installation` shows the status columns, and a
+//! refused change leaves the object as it was.
 
 mod support;
 
@@ -92,6 +93,31 @@ async fn computed_defaults_go_to_status_and_never_into_spec() -> anyhow::Result<
         &columns[..5],
         ["default", "True", "False", "False", "1400"],
         "columns: {line}"
+    );
+
+    // A bad change to the existing Installation is refused and changes nothing.
+    let bad = support::yaml(
+        "apiVersion: operator.weft.dev/v1\nkind: Installation\nmetadata: {name: default}\nspec: {network: {mtu: 1400, ipPools: [{name: p, cidr: 10.244.0.1/16}]}}\n",
+    );
+    let err = support::apply(&client, &bad)
+        .await
+        .expect_err("a pool with host bits set");
+    assert!(
+        err.to_string().contains("spec.network.ipPools[0].cidr"),
+        "{err}"
+    );
+    let after = installations.get("default").await?;
+    assert_eq!(
+        after.spec, stored.spec,
+        "a refused change must not alter the spec"
+    );
+    assert_eq!(
+        after.status, stored.status,
+        "a refused change must not alter the status"
+    );
+    assert_eq!(
+        after.metadata.resource_version,
+        stored.metadata.resource_version
     );
     Ok(())
 }
