@@ -60,6 +60,8 @@ pub enum Change {
     Created,
     /// The rendered object changed (new configuration or operator version).
     Updated,
+    /// An identical object made by someone else now carries the operator's labels.
+    Adopted,
     Reverted(Drift),
     Deleted,
 }
@@ -77,6 +79,9 @@ impl Write {
         match &self.change {
             Change::Created => format!("created {} {}", self.kind, self.name),
             Change::Updated => format!("updated {} {}", self.kind, self.name),
+            Change::Adopted => {
+                format!("adopted the identical existing {} {}", self.kind, self.name)
+            }
             Change::Deleted => format!("deleted {} {} (no longer rendered)", self.kind, self.name),
             Change::Reverted(drift) => {
                 let by = drift

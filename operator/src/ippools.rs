@@ -108,6 +108,22 @@ impl PoolManager {
             .map(drop)
     }
 
+    /// Takes over an identical unlabelled pool by adding the operator's labels only: its spec
+    /// already matches, and re-applying fields its author left to defaults could trip the
+    /// immutability rules.
+    async fn adopt(&self, pool: &IpPool) -> Result<(), kube::Error> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let labels = serde_json::json!({
+            "apiVersion": "network.weft.dev/v1",
+            "kind": "IPPool",
+            "metadata": {"name": pool.name_any(), "labels": pool.labels()},
+        });
+        self.pools
+            .patch(&pool.name_any(), &params, &Patch::Apply(&labels))
+            .await
+            .map(drop)
+    }
+
     async fn blocks_per_pool(&self) -> Result<BTreeMap<String, usize>, kube::Error> {
         let mut counts = BTreeMap::new();
         for block in self.blocks.list(&ListParams::default()).await?.items {
@@ -134,7 +150,7 @@ impl PoolManager {
                 Some(current) if is_managed(&current) => {
                     (!same_spec(&current.spec, &pool.spec)).then_some(Change::Updated)
                 }
-                Some(current) if same_spec(&current.spec, &pool.spec) => Some(Change::Updated),
+                Some(current) if same_spec(&current.spec, &pool.spec) => Some(Change::Adopted),
                 Some(current) => {
                     report
                         .conflicts
@@ -143,7 +159,12 @@ impl PoolManager {
                 }
             };
             let Some(change) = change else { continue };
-            match self.apply(pool).await {
+            let applied = if change == Change::Adopted {
+                self.adopt(pool).await
+            } else {
+                self.apply(pool).await
+            };
+            match applied {
                 Ok(()) => report.writes.push(Write {
                     kind: "IPPool".into(),
                     name,

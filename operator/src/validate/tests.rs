@@ -239,3 +239,35 @@ fn every_problem_is_reported_at_once() {
     let all = ValidationErrors(errors).to_string();
     assert!(all.contains("; "), "one line per problem, joined: {all}");
 }
+
+#[test]
+fn the_node_update_strategy_follows_the_daemonset_rules() {
+    let bad_type = serde_json::json!({"nodeUpdateStrategy": {"type": "Recreate"}});
+    assert_one(
+        bad_type,
+        "spec.nodeUpdateStrategy.type",
+        "use RollingUpdate or OnDelete",
+    );
+    let on_delete_with_rolling = serde_json::json!({"nodeUpdateStrategy": {"type": "OnDelete", "rollingUpdate": {"maxUnavailable": 1}}});
+    assert_one(
+        on_delete_with_rolling,
+        "spec.nodeUpdateStrategy.rollingUpdate",
+        "only allowed with type RollingUpdate",
+    );
+    let bad_percent =
+        serde_json::json!({"nodeUpdateStrategy": {"rollingUpdate": {"maxUnavailable": "150%"}}});
+    assert_one(
+        bad_percent,
+        "spec.nodeUpdateStrategy.rollingUpdate.maxUnavailable",
+        "between 0% and 100%",
+    );
+    let stuck = serde_json::json!({"nodeUpdateStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": "0%"}}});
+    assert_one(
+        stuck,
+        "spec.nodeUpdateStrategy.rollingUpdate",
+        "cannot both be 0",
+    );
+    let fine =
+        serde_json::json!({"nodeUpdateStrategy": {"rollingUpdate": {"maxUnavailable": "10%"}}});
+    assert_eq!(errors_for(fine), Vec::new());
+}

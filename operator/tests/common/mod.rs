@@ -159,7 +159,7 @@ pub async fn apply_installation(client: &Client, spec: serde_json::Value) -> any
 /// Waits until the Installation reports Available for its current generation.
 pub async fn wait_available(client: &Client, limit: Duration) -> anyhow::Result<Installation> {
     let api: Api<Installation> = Api::all(client.clone());
-    wait_for("Installation/default Available", limit, || {
+    let waited = wait_for("Installation/default Available", limit, || {
         let api = api.clone();
         async move {
             let installation = api.get("default").await?;
@@ -172,5 +172,12 @@ pub async fn wait_available(client: &Client, limit: Duration) -> anyhow::Result<
             Ok(ready.then_some(installation))
         }
     })
-    .await
+    .await;
+    match waited {
+        Ok(installation) => Ok(installation),
+        Err(error) => {
+            let status = api.get("default").await.ok().and_then(|i| i.status);
+            Err(error.context(format!("last status: {status:#?}")))
+        }
+    }
 }
