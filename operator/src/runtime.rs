@@ -64,6 +64,10 @@ pub struct Handles {
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
     pub readiness: Readiness,
+    /// True while this replica leads and its controller runs.
+    pub leading: Readiness,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, once bound.
+    pub address: Arc<std::sync::OnceLock<SocketAddr>>,
 }
 
 impl Handles {
@@ -75,6 +79,8 @@ impl Handles {
             metrics,
             registry: Arc::new(registry),
             readiness: Readiness::default(),
+            leading: Readiness::default(),
+            address: Arc::default(),
         }
     }
 }
@@ -138,6 +144,7 @@ pub async fn run(
         source,
     })?;
     info!(%address, "serving /healthz, /readyz and /metrics");
+    let _ = handles.address.set(address);
     let server = tokio::spawn(server);
 
     let mut election = match &options.lease_namespace {
@@ -163,7 +170,10 @@ pub async fn run(
     } else {
         info!("leading: starting the Installation controller");
         let leading = election.as_ref().map(|election| election.leading.clone());
-        control(counted, &options, &handles, shutdown.clone(), leading).await
+        handles.leading.set(true);
+        let result = control(counted, &options, &handles, shutdown.clone(), leading).await;
+        handles.leading.set(false);
+        result
     };
     handles.readiness.set(false);
     if let Some(election) = election {
