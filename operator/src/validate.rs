@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_api::ippool::{BLOCK_SIZE_RANGE_V4, DEFAULT_BLOCK_SIZE_V4};
 use weft_api::{
     CniType, ComputedInstallation, ComputedIpPool, InstallationSpec, IpamType, KubernetesProvider,
@@ -65,6 +66,7 @@ pub fn validate(
     let mut errors = Errors::default();
     check_provider_and_cni(spec, computed, &mut errors);
     check_tolerations(spec, &mut errors);
+    check_node_update_strategy(computed, &mut errors);
     check_component_resources(spec, &mut errors);
     let pools = spec_pools(spec, computed);
     check_pools(&pools, &mut errors);
@@ -183,6 +185,61 @@ fn check_tolerations(spec: &InstallationSpec, errors: &mut Errors) {
                 format!("{path}.operator"),
                 "must be Exists when key is empty",
             );
+        }
+    }
+}
+
+fn check_node_update_strategy(computed: &ComputedInstallation, errors: &mut Errors) {
+    let strategy = &computed.node_update_strategy;
+    let path = "spec.nodeUpdateStrategy";
+    match strategy.type_.as_deref().unwrap_or("RollingUpdate") {
+        "RollingUpdate" => {}
+        "OnDelete" if strategy.rolling_update.is_some() => errors.add(
+            format!("{path}.rollingUpdate"),
+            "is only allowed with type RollingUpdate",
+        ),
+        "OnDelete" => {}
+        other => errors.add(
+            format!("{path}.type"),
+            format!("{other:?} is not allowed: use RollingUpdate or OnDelete"),
+        ),
+    }
+    let Some(rolling) = &strategy.rolling_update else {
+        return;
+    };
+    let unavailable = rolling
+        .max_unavailable
+        .as_ref()
+        .map(|v| ("maxUnavailable", v));
+    let surge = rolling.max_surge.as_ref().map(|v| ("maxSurge", v));
+    let mut all_zero = true;
+    for (name, value) in unavailable.into_iter().chain(surge) {
+        match count_or_percent(value) {
+            Some(n) => all_zero &= n == 0,
+            None => {
+                all_zero = false;
+                errors.add(
+                    format!("{path}.rollingUpdate.{name}"),
+                    "must be a count >= 0 or a percentage between 0% and 100%",
+                );
+            }
+        }
+    }
+    if all_zero {
+        errors.add(
+            format!("{path}.rollingUpdate"),
+            "maxUnavailable and maxSurge cannot both be 0: the update could never progress",
+        );
+    }
+}
+
+/// A non-negative count, or a percentage 0..100 (its number returned).
+fn count_or_percent(value: &IntOrString) -> Option<i64> {
+    match value {
+        IntOrString::Int(n) => (*n >= 0).then_some(i64::from(*n)),
+        IntOrString::String(text) => {
+            let percent: i64 = text.strip_suffix('%')?.parse().ok()?;
+            (0..=100).contains(&percent).then_some(percent)
         }
     }
 }
