@@ -170,15 +170,13 @@ fn check_tolerations(spec: &InstallationSpec, errors: &mut Errors) {
                 format!("{other:?} is not allowed: use Exists or Equal"),
             ),
         }
-        if let Some(effect) = toleration.effect.as_deref() {
-            if !["", "NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
-                errors.add(
-                    format!("{path}.effect"),
-                    format!(
-                        "{effect:?} is not allowed: use NoSchedule, PreferNoSchedule or NoExecute"
-                    ),
-                );
-            }
+        if let Some(effect) = toleration.effect.as_deref()
+            && !["", "NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect)
+        {
+            errors.add(
+                format!("{path}.effect"),
+                format!("{effect:?} is not allowed: use NoSchedule, PreferNoSchedule or NoExecute"),
+            );
         }
         if toleration.key.as_deref().unwrap_or_default().is_empty() && operator != "Exists" {
             errors.add(
