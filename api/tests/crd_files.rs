@@ -1,5 +1,6 @@
-//! The CRD YAML checked into `crds/` matches what the Rust types generate, and the Installation
-//! CRD stays small enough for client-side `kubectl apply`.
+//! The CRD YAML checked into `crds/` matches what the Rust types generate, `config/crd` builds
+//! them all with kustomize, and the Installation CRD stays small enough for client-side
+//! `kubectl apply`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -78,4 +79,36 @@ fn installation_crd_fits_the_client_side_apply_annotation_limit() {
             json.len()
         );
     }
+}
+
+#[test]
+fn config_crd_kustomization_builds_every_crd() -> anyhow::Result<()> {
+    let kubectl = weft_e2e::Binaries::locate()?.path("kubectl");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/crd");
+    let output = std::process::Command::new(kubectl)
+        .arg("kustomize")
+        .arg(&dir)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "kubectl kustomize config/crd failed: {stderr}"
+    );
+    let built: BTreeSet<String> = String::from_utf8(output.stdout)?
+        .split("\n---\n")
+        .map(|doc| {
+            let crd: serde_json::Value =
+                serde_saphyr::from_str(doc).expect("kustomize output is YAML");
+            crd["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let expected: BTreeSet<String> = weft_api::crds()
+        .into_iter()
+        .filter_map(|crd| crd.metadata.name)
+        .collect();
+    assert_eq!(built, expected);
+    Ok(())
 }
