@@ -27,16 +27,21 @@ pub enum LoadError {
         source_name: String,
         message: String,
     },
-    #[error("{source_name}: document {index} ({kind} {name}): {field}: {message}")]
-    Invalid {
-        source_name: String,
-        /// 1-based position of the document in its source.
-        index: usize,
-        kind: String,
-        name: String,
-        field: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Invalid(Box<InvalidDocument>),
+}
+
+/// A document that does not convert: where it is, which field, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: document {index} ({kind} {name}): {field}: {message}")]
+pub struct InvalidDocument {
+    pub source_name: String,
+    /// 1-based position of the document in its source.
+    pub index: usize,
+    pub kind: String,
+    pub name: String,
+    pub field: String,
+    pub message: String,
 }
 
 /// Loads every document of every source (a name for messages, and the YAML text).
@@ -109,7 +114,7 @@ impl Place {
     }
 
     fn error(&self, field: impl Into<String>, message: impl Into<String>) -> LoadError {
-        LoadError::Invalid {
+        LoadError::Invalid(Box::new(InvalidDocument {
             source_name: self.source_name.clone(),
             index: self.index,
             kind: if self.kind.is_empty() {
@@ -124,7 +129,7 @@ impl Place {
             },
             field: field.into(),
             message: message.into(),
-        }
+        }))
     }
 
     fn model_error(&self, error: ModelError) -> LoadError {

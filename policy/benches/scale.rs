@@ -1,0 +1,211 @@
+//! Scale benchmark: 1,000 pods × 1,000 policies (Kubernetes, weft namespaced and global).
+//!
+//! Measures the full compile, the incremental change when one pod's labels change (compile plus
+//! diff, and the size of the change), and, when run as root with `ip` and `nft`, the time nft
+//! takes to apply both in a fresh network namespace. Run with
+//! `cargo bench -p weft-policy --bench scale`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weft_policy::load::load;
+use weft_policy::model::Cluster;
+use weft_policy::nft::{compile, diff};
+
+const PODS: usize = 1000;
+const POLICIES: usize = 1000;
+const NAMESPACES: usize = 20;
+const APPS: usize = 100;
+const ROUNDS: usize = 5;
+
+fn namespaces_and_pods() -> String {
+    let mut out = String::new();
+    for n in 0..NAMESPACES {
+        let _ = write!(
+            out,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: ns-{n}, labels: {{team: team-{}}}}}\n---\n",
+            n % 5
+        );
+    }
+    for p in 0..PODS {
+        let tier = ["frontend", "backend", "db"][p % 3];
+        let _ = write!(
+            out,
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: pod-{p}, namespace: ns-{}, labels: {{app: app-{}, tier: {tier}}}}}\n\
+             spec: {{containers: [{{name: c, ports: [{{name: http, containerPort: 8080}}]}}]}}\n\
+             status: {{podIP: 10.250.{}.{}}}\n---\n",
+            p % NAMESPACES,
+            p % APPS,
+            p / 250,
+            p % 250 + 1
+        );
+    }
+    out
+}
+
+fn policies() -> String {
+    let mut out = String::new();
+    for i in 0..POLICIES {
+        let namespace = format!("ns-{}", i % NAMESPACES);
+        let app = format!("app-{}", i % APPS);
+        let peer_app = format!("app-{}", (i * 7 + 3) % APPS);
+        let _ = match i % 10 {
+            0..=5 => write!(
+                out,
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: k-{i}, namespace: {namespace}}}\n\
+                 spec:\n  podSelector: {{matchLabels: {{app: {app}}}}}\n  policyTypes: [Ingress, Egress]\n\
+                 \x20 ingress:\n  - from: [{{podSelector: {{matchLabels: {{app: {peer_app}}}}}}}, {{namespaceSelector: {{matchLabels: {{team: team-{}}}}}, podSelector: {{matchLabels: {{tier: frontend}}}}}}]\n\
+                 \x20   ports: [{{port: 80}}, {{port: http}}]\n\
+                 \x20 egress:\n  - to: [{{ipBlock: {{cidr: 10.250.0.0/16, except: [10.250.{}.0/24]}}}}]\n---\n",
+                i % 5,
+                i % 4
+            ),
+            6..=8 => write!(
+                out,
+                "apiVersion: network.weft.dev/v1\nkind: NetworkPolicy\nmetadata: {{name: w-{i}, namespace: {namespace}}}\n\
+                 spec:\n  order: {}\n  selector: app == '{app}' && tier != 'db'\n  ingress:\n\
+                 \x20 - {{action: Deny, source: {{selector: \"tier == 'db'\"}}}}\n\
+                 \x20 - {{action: Allow, protocol: TCP, source: {{selector: \"app in {{'{peer_app}', 'app-1'}}\"}}, destination: {{ports: ['8000:8100', 443]}}}}\n---\n",
+                i % 50
+            ),
+            _ => write!(
+                out,
+                "apiVersion: network.weft.dev/v1\nkind: GlobalNetworkPolicy\nmetadata: {{name: g-{i}}}\n\
+                 spec:\n  order: {}\n  selector: app == '{app}'\n  namespaceSelector: team == 'team-{}'\n  ingress:\n\
+                 \x20 - {{action: Log, protocol: UDP}}\n\
+                 \x20 - {{action: Pass, source: {{namespaceSelector: \"team == 'team-0'\"}}}}\n---\n",
+                i % 20,
+                i % 5
+            ),
+        };
+    }
+    out
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn time<T>(rounds: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut samples = Vec::new();
+    let mut last = None;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        last = Some(f());
+        samples.push(start.elapsed());
+    }
+    (median(samples), last.expect("at least one round"))
+}
+
+fn relabelled(cluster: &Cluster) -> Cluster {
+    let mut changed = cluster.clone();
+    let pod = changed
+        .endpoints
+        .iter_mut()
+        .find(|e| e.key() == "ns-3/pod-503")
+        .expect("pod-503 exists");
+    pod.labels.insert("app".into(), "app-42".into());
+    changed
+}
+
+fn main() {
+    let sources = vec![
+        ("pods.yaml".to_string(), namespaces_and_pods()),
+        ("policies.yaml".to_string(), policies()),
+    ];
+    let (load_time, cluster) = time(1, || load(&sources).expect("generated input loads"));
+    println!(
+        "input: {} pods, {} policies, {} namespaces (loaded in {load_time:.2?})",
+        cluster.endpoints.len(),
+        cluster.policies.len(),
+        cluster.namespaces.len()
+    );
+
+    let (compile_time, ruleset) = time(ROUNDS, || compile(&cluster, "weft_policy"));
+    let (script_time, full) = time(ROUNDS, || ruleset.full_script());
+    let rules: usize = ruleset.chains.values().map(|c| c.rules.len()).sum();
+    let elements: usize = ruleset.sets.values().map(|s| s.elements.len()).sum();
+    println!(
+        "full compile: {compile_time:.2?} (median of {ROUNDS}); script {script_time:.2?}; \
+         {} chains, {rules} rules, {} sets/maps, {elements} elements; {} lines, {} bytes",
+        ruleset.chains.len(),
+        ruleset.sets.len(),
+        full.lines().count(),
+        full.len()
+    );
+
+    let changed = relabelled(&cluster);
+    let (incremental_time, change) =
+        time(ROUNDS, || diff(&ruleset, &compile(&changed, "weft_policy")));
+    let next = compile(&changed, "weft_policy");
+    let (diff_only_time, _) = time(ROUNDS, || diff(&ruleset, &next));
+    println!(
+        "one pod relabelled: compile + diff {incremental_time:.2?} (diff alone {diff_only_time:.2?}); \
+         {} lines, {} bytes: +{} / -{} elements, {} chains rewritten, {} added, {} deleted",
+        change.script.lines().count(),
+        change.script.len(),
+        change.elements_added,
+        change.elements_deleted,
+        change.chains_rewritten,
+        change.chains_added,
+        change.chains_deleted
+    );
+
+    if !nft_available() {
+        println!("nft apply: skipped, needs root with `ip` and `nft` (Debian iproute2, nftables)");
+        return;
+    }
+    let namespace = format!("wp-bench-{}", std::process::id());
+    run(&["ip", "netns", "add", &namespace]);
+    let full_apply = apply(&namespace, &full);
+    let incremental_apply = apply(&namespace, &change.script);
+    let full_again = apply(&namespace, &full);
+    run(&["ip", "netns", "del", &namespace]);
+    println!(
+        "nft apply in a netns: full {full_apply:.2?} (again over the existing table {full_again:.2?}); \
+         incremental {incremental_apply:.2?}"
+    );
+}
+
+fn nft_available() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn run(args: &[&str]) {
+    let status = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .expect("run");
+    assert!(status.success(), "{args:?} failed");
+}
+
+fn apply(namespace: &str, script: &str) -> Duration {
+    let start = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", namespace, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nft");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("write script");
+    let output = child.wait_with_output().expect("nft finished");
+    assert!(
+        output.status.success(),
+        "nft refused: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    start.elapsed()
+}
