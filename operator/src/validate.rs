@@ -2,7 +2,8 @@
 //! pool node selectors (weft selector syntax), pools against the cluster's Service CIDRs and node
 //! addresses, and provider/CNI/IPAM combinations. The schema rules on pools (CIDR form, block
 //! size, uniqueness, overlap) are checked again here so offline rendering, which has no API
-//! server, refuses the same input. [`validate`] is pure and reports every problem at once.
+//! server, refuses the same input. [`validate`] (an Installation) and [`validate_ip_pool`] (a
+//! standalone IPPool) are pure and report every problem at once.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +13,8 @@ use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_api::ippool::{BLOCK_SIZE_RANGE_V4, DEFAULT_BLOCK_SIZE_V4};
 use weft_api::{
-    CniType, ComputedInstallation, ComputedIpPool, InstallationSpec, IpamType, KubernetesProvider,
+    CniType, ComputedInstallation, ComputedIpPool, InstallationSpec, IpPoolSpec, IpamType,
+    KubernetesProvider,
 };
 use weft_policy::selector::Selector;
 
@@ -70,6 +72,49 @@ pub fn validate(
     check_component_resources(spec, &mut errors);
     let pools = spec_pools(spec, computed);
     check_pools(&pools, &mut errors);
+    check_pools_against_cluster(&pools, cluster, &mut errors);
+    if errors.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors.0))
+    }
+}
+
+/// Checks a standalone IPPool object `name` (one not listed in the Installation): its node
+/// selector, CIDR and block size, no overlap with `other_pools` (name, CIDR), and not over the
+/// cluster's Service CIDRs or node addresses. Fields are reported as `spec.<field>`.
+pub fn validate_ip_pool(
+    name: &str,
+    spec: &IpPoolSpec,
+    other_pools: &[(String, IpNet)],
+    cluster: &ClusterNetworks,
+) -> Result<(), ValidationErrors> {
+    let pool = ComputedIpPool {
+        name: name.to_owned(),
+        cidr: spec.cidr.clone(),
+        block_size: spec.block_size_or_default(),
+        node_selector: spec.node_selector_or_default().to_owned(),
+        ..Default::default()
+    };
+    let pools = [PoolToCheck {
+        path: "spec".into(),
+        written: true,
+        pool: &pool,
+    }];
+    let mut errors = Errors::default();
+    check_pools(&pools, &mut errors);
+    if let Ok(cidr) = spec.cidr.parse::<IpNet>() {
+        for (other_name, other) in other_pools.iter().filter(|(n, _)| n != name) {
+            if cidr.contains(other) || other.contains(&cidr) {
+                errors.add(
+                    "spec.cidr",
+                    format!(
+                        "{cidr} overlaps IPPool {other_name} ({other}); pools must not overlap"
+                    ),
+                );
+            }
+        }
+    }
     check_pools_against_cluster(&pools, cluster, &mut errors);
     if errors.0.is_empty() {
         Ok(())

@@ -271,3 +271,57 @@ fn the_node_update_strategy_follows_the_daemonset_rules() {
         serde_json::json!({"nodeUpdateStrategy": {"rollingUpdate": {"maxUnavailable": "10%"}}});
     assert_eq!(errors_for(fine), Vec::new());
 }
+
+#[test]
+fn a_standalone_ip_pool_is_checked_against_other_pools_and_the_cluster() {
+    let spec = |cidr: &str, selector: &str| weft_api::IpPoolSpec {
+        cidr: cidr.into(),
+        node_selector: Some(selector.into()),
+        ..Default::default()
+    };
+    let others = vec![
+        (
+            "default-ipv4-ippool".to_owned(),
+            "10.244.0.0/16".parse().unwrap(),
+        ),
+        ("rack-7".to_owned(), "10.250.0.0/22".parse().unwrap()),
+    ];
+    assert_eq!(
+        validate_ip_pool(
+            "rack-7",
+            &spec("10.250.0.0/22", "rack == '7'"),
+            &others,
+            &cluster()
+        ),
+        Ok(())
+    );
+
+    let errors = validate_ip_pool(
+        "rack-8",
+        &spec("10.244.128.0/20", "rack in {"),
+        &others,
+        &cluster(),
+    )
+    .unwrap_err();
+    let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["spec.nodeSelector", "spec.cidr"], "{errors}");
+    assert!(
+        errors.0[1]
+            .message
+            .contains("overlaps IPPool default-ipv4-ippool (10.244.0.0/16)"),
+        "{errors}"
+    );
+
+    let errors =
+        validate_ip_pool("svc", &spec("10.96.0.0/20", "all()"), &others, &cluster()).unwrap_err();
+    let [error] = errors.0.as_slice() else {
+        panic!("one error expected: {errors}")
+    };
+    assert_eq!(error.field, "spec.cidr");
+    assert!(
+        error
+            .message
+            .contains("overlaps the cluster's Service CIDR 10.96.0.0/16"),
+        "{error}"
+    );
+}
