@@ -130,9 +130,10 @@ fn wire(
             })
             .map_err(netlink_error)?;
     }
-    let ifname = attachment.ifname.clone();
-    netns::run_in(pod_netns, || configure_pod_end(&ifname, addresses))
-        .map_err(|error| CniError::new(code::NETLINK, error.to_string()))??;
+    netns::with_entered(pod_netns, || {
+        configure_pod_end(&attachment.ifname, addresses)
+    })
+    .map_err(|error| CniError::new(code::NETLINK, error.to_string()))??;
 
     let mut routes = Vec::new();
     if addresses.iter().any(IpAddr::is_ipv4) {
