@@ -10,8 +10,9 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use weft_policy::eval::{Traffic, verdict_with};
 use weft_policy::load::load;
-use weft_policy::model::Cluster;
+use weft_policy::model::{Cluster, Protocol};
 use weft_policy::nft::{compile, diff};
 
 const PODS: usize = 1000;
@@ -100,14 +101,15 @@ fn time<T>(rounds: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (median(samples), last.expect("at least one round"))
 }
 
-fn relabelled(cluster: &Cluster) -> Cluster {
+/// The cluster with pod-503 (namespace ns-3, app-3) relabelled to another app.
+fn relabelled(cluster: &Cluster, app: &str) -> Cluster {
     let mut changed = cluster.clone();
     let pod = changed
         .endpoints
         .iter_mut()
         .find(|e| e.key() == "ns-3/pod-503")
         .expect("pod-503 exists");
-    pod.labels.insert("app".into(), "app-42".into());
+    pod.labels.insert("app".into(), app.into());
     changed
 }
 
@@ -137,21 +139,54 @@ fn main() {
         full.len()
     );
 
-    let changed = relabelled(&cluster);
-    let (incremental_time, change) =
-        time(ROUNDS, || diff(&ruleset, &compile(&changed, "weft_policy")));
-    let next = compile(&changed, "weft_policy");
-    let (diff_only_time, _) = time(ROUNDS, || diff(&ruleset, &next));
+    // app-24 is a peer of a policy in ns-3: the pod joins that selector's set. app-23 is
+    // selected by policies of ns-3: the pod's own chains change.
+    let mut changes = Vec::new();
+    for (app, what) in [
+        ("app-24", "joins a peer selector"),
+        ("app-23", "becomes selected by other policies"),
+    ] {
+        let changed = relabelled(&cluster, app);
+        let (incremental_time, change) =
+            time(ROUNDS, || diff(&ruleset, &compile(&changed, "weft_policy")));
+        let next = compile(&changed, "weft_policy");
+        let (diff_only_time, _) = time(ROUNDS, || diff(&ruleset, &next));
+        println!(
+            "one pod relabelled ({what}): compile + diff {incremental_time:.2?} (diff alone \
+             {diff_only_time:.2?}); {} lines, {} bytes: +{} / -{} elements, {} chains rewritten, \
+             {} added, {} deleted",
+            change.script.lines().count(),
+            change.script.len(),
+            change.elements_added,
+            change.elements_deleted,
+            change.chains_rewritten,
+            change.chains_added,
+            change.chains_deleted
+        );
+        changes.push((what, change));
+    }
+
+    let ordered = cluster.ordered_policies();
+    let pairs: Vec<(usize, usize)> = (0..10_000)
+        .map(|i| (i % PODS, (i * 37 + 11) % PODS))
+        .collect();
+    let (verdict_time, allowed) = time(1, || {
+        pairs
+            .iter()
+            .filter(|(s, d)| {
+                let traffic = Traffic {
+                    protocol: Protocol::Tcp,
+                    port: 80,
+                };
+                let (src, dst) = (&cluster.endpoints[*s], &cluster.endpoints[*d]);
+                verdict_with(&cluster, &ordered, src, dst, traffic).allowed
+            })
+            .count()
+    });
     println!(
-        "one pod relabelled: compile + diff {incremental_time:.2?} (diff alone {diff_only_time:.2?}); \
-         {} lines, {} bytes: +{} / -{} elements, {} chains rewritten, {} added, {} deleted",
-        change.script.lines().count(),
-        change.script.len(),
-        change.elements_added,
-        change.elements_deleted,
-        change.chains_rewritten,
-        change.chains_added,
-        change.chains_deleted
+        "evaluator: {} verdicts in {verdict_time:.2?} ({:.1} µs each, {allowed} allowed)",
+        pairs.len(),
+        verdict_time.as_secs_f64() * 1e6 / pairs.len() as f64
     );
 
     if !nft_available() {
@@ -161,13 +196,16 @@ fn main() {
     let namespace = format!("wp-bench-{}", std::process::id());
     run(&["ip", "netns", "add", &namespace]);
     let full_apply = apply(&namespace, &full);
-    let incremental_apply = apply(&namespace, &change.script);
     let full_again = apply(&namespace, &full);
-    run(&["ip", "netns", "del", &namespace]);
     println!(
-        "nft apply in a netns: full {full_apply:.2?} (again over the existing table {full_again:.2?}); \
-         incremental {incremental_apply:.2?}"
+        "nft apply in a netns: full {full_apply:.2?} (again, replacing the existing table {full_again:.2?})"
     );
+    for (what, change) in &changes {
+        let incremental_apply = apply(&namespace, &change.script);
+        apply(&namespace, &full);
+        println!("nft apply in a netns: incremental, pod {what}: {incremental_apply:.2?}");
+    }
+    run(&["ip", "netns", "del", &namespace]);
 }
 
 fn nft_available() -> bool {

@@ -17,9 +17,12 @@ impl Display for Expr {
             Expr::Contains(key, value) => write!(f, "{key} contains {}", Quoted(value)),
             Expr::StartsWith(key, value) => write!(f, "{key} starts with {}", Quoted(value)),
             Expr::EndsWith(key, value) => write!(f, "{key} ends with {}", Quoted(value)),
+            // Parentheses only where the grammar needs them: every group printed was a group
+            // in the parsed text too, so the printed form never nests deeper than the input
+            // and always stays within the parser's depth limit.
             Expr::Not(inner) => match inner.as_ref() {
-                Expr::All | Expr::Global | Expr::Has(_) | Expr::Not(_) => write!(f, "!{inner}"),
-                _ => write!(f, "!({inner})"),
+                Expr::And(_) | Expr::Or(_) => write!(f, "!({inner})"),
+                _ => write!(f, "!{inner}"),
             },
             Expr::And(terms) => join(f, terms, " && ", |term| {
                 matches!(term, Expr::And(_) | Expr::Or(_))

@@ -89,7 +89,8 @@ fn display_is_canonical_and_round_trips() {
         ("a in {\"x\",'y'}", "a in {'x', 'y'}"),
         ("a == \"it's\"", "a == \"it's\""),
         ("!has(a)", "!has(a)"),
-        ("!a == 'b'", "!(a == 'b')"),
+        ("!(a == 'b')", "!a == 'b'"),
+        ("!a not in {'x'}", "!a not in {'x'}"),
         (
             "(a == 'b' || c == 'd') && e == 'f'",
             "(a == 'b' || c == 'd') && e == 'f'",
@@ -168,6 +169,18 @@ fn deep_nesting_is_refused_without_overflowing() {
     assert!(Selector::parse(&bangs).is_err());
     let shallow = "(".repeat(MAX_DEPTH - 1) + "all()" + &")".repeat(MAX_DEPTH - 1);
     assert!(Selector::parse(&shallow).is_ok());
+}
+
+#[test]
+fn printed_form_of_the_deepest_accepted_selector_parses() {
+    // Found by fuzzing: a negated comparison at the depth limit once printed with parentheses
+    // that pushed it one level past the limit.
+    let deepest = "!".repeat(MAX_DEPTH - 1) + "c not in {}";
+    let parsed = Selector::parse(&deepest).unwrap();
+    assert_eq!(Selector::parse(&parsed.to_string()).unwrap(), parsed);
+    let grouped = "!".repeat(MAX_DEPTH - 3) + "(a == 'b' || c == 'd')";
+    let parsed = Selector::parse(&grouped).unwrap();
+    assert_eq!(Selector::parse(&parsed.to_string()).unwrap(), parsed);
 }
 
 #[test]
