@@ -8,11 +8,10 @@ CONTROL_PLANE_BIN = $(shell bash e2e/scripts/build-control-plane.sh 2>/dev/null 
 
 all: lint test
 
-## demo: a local cluster with 3 kwok nodes, shown Ready.
+## demo: a local cluster with 3 kwok nodes, weft's CRDs and operator, the sample Installation
+## until Available, then `kubectl get installation` and the component table.
 demo: control-plane
-	$(CARGO) run --quiet -p weft-e2e --bin local-cluster -- up --nodes 3 > /tmp/weft-demo.env
-	source /tmp/weft-demo.env && "$$(bash e2e/scripts/build-control-plane.sh)/kubectl" get nodes -o wide
-	@echo "The cluster keeps running: source /tmp/weft-demo.env to use it, 'make cluster-down' to stop it."
+	$(CARGO) run --quiet -p weft-e2e --bin weft-demo
 
 ## test: every test, unit and integration, on the real control plane and real network namespaces.
 test: packages control-plane
