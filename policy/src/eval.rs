@@ -8,6 +8,7 @@
 //! If policies select the endpoint and none decides, the packet is denied. An endpoint that no
 //! policy selects in a direction is not isolated in it, and a pod may always reach itself.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -76,11 +77,11 @@ pub fn verdict(cluster: &Cluster, src: &Endpoint, dst: &Endpoint, traffic: Traff
 }
 
 /// Like [`verdict`], with the policies already in evaluation order (for many verdicts in a row).
-pub fn verdict_with(
-    cluster: &Cluster,
-    ordered: &[&Policy],
-    src: &Endpoint,
-    dst: &Endpoint,
+pub fn verdict_with<'a>(
+    cluster: &'a Cluster,
+    ordered: &[&'a Policy],
+    src: &'a Endpoint,
+    dst: &'a Endpoint,
     traffic: Traffic,
 ) -> Verdict {
     if src.namespace == dst.namespace && src.name == dst.name {
@@ -90,8 +91,32 @@ pub fn verdict_with(
             ingress: None,
         };
     }
-    let packet = Packet { src, dst, traffic };
-    let egress = decide(cluster, ordered, src, Direction::Egress, &packet);
+    let selecting = |endpoint: &'a Endpoint, direction: Direction| {
+        ordered.iter().copied().filter(move |policy| {
+            policy.rules(direction).is_some() && applies_to(cluster, policy, endpoint)
+        })
+    };
+    decide_both(
+        cluster,
+        selecting(src, Direction::Egress),
+        selecting(dst, Direction::Ingress),
+        Packet { src, dst, traffic },
+    )
+}
+
+fn decide_both<'p>(
+    cluster: &Cluster,
+    egress_policies: impl Iterator<Item = &'p Policy>,
+    ingress_policies: impl Iterator<Item = &'p Policy>,
+    packet: Packet<'_>,
+) -> Verdict {
+    let egress = decide(
+        cluster,
+        egress_policies,
+        packet.src,
+        Direction::Egress,
+        &packet,
+    );
     if !egress.decision.allows() {
         return Verdict {
             allowed: false,
@@ -99,11 +124,71 @@ pub fn verdict_with(
             ingress: None,
         };
     }
-    let ingress = decide(cluster, ordered, dst, Direction::Ingress, &packet);
+    let ingress = decide(
+        cluster,
+        ingress_policies,
+        packet.dst,
+        Direction::Ingress,
+        &packet,
+    );
     Verdict {
         allowed: ingress.decision.allows(),
         egress: Some(egress),
         ingress: Some(ingress),
+    }
+}
+
+/// Answers many verdicts over one cluster: which policies select each endpoint in each
+/// direction is worked out once, up front.
+pub struct Evaluator<'a> {
+    cluster: &'a Cluster,
+    /// Per endpoint key: the selecting policies for (ingress, egress), in order.
+    selecting: HashMap<String, (Vec<&'a Policy>, Vec<&'a Policy>)>,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(cluster: &'a Cluster) -> Self {
+        let ordered = cluster.ordered_policies();
+        let select = |endpoint: &Endpoint, direction: Direction| -> Vec<&'a Policy> {
+            ordered
+                .iter()
+                .copied()
+                .filter(|p| p.rules(direction).is_some() && applies_to(cluster, p, endpoint))
+                .collect()
+        };
+        let selecting = cluster
+            .endpoints
+            .iter()
+            .map(|e| {
+                let lists = (select(e, Direction::Ingress), select(e, Direction::Egress));
+                (e.key(), lists)
+            })
+            .collect();
+        Self { cluster, selecting }
+    }
+
+    /// Same answer as [`verdict`] for endpoints of the cluster given to [`Evaluator::new`].
+    pub fn verdict(&self, src: &Endpoint, dst: &Endpoint, traffic: Traffic) -> Verdict {
+        if src.namespace == dst.namespace && src.name == dst.name {
+            return Verdict {
+                allowed: true,
+                egress: None,
+                ingress: None,
+            };
+        }
+        let (Some(from), Some(to)) = (
+            self.selecting.get(&src.key()),
+            self.selecting.get(&dst.key()),
+        ) else {
+            let ordered = self.cluster.ordered_policies();
+            return verdict_with(self.cluster, &ordered, src, dst, traffic);
+        };
+        decide_both(
+            self.cluster,
+            from.1.iter().copied(),
+            to.0.iter().copied(),
+            Packet { src, dst, traffic },
+        )
     }
 }
 
@@ -113,9 +198,10 @@ struct Packet<'a> {
     traffic: Traffic,
 }
 
-fn decide(
+/// Decides one direction given the policies that select the endpoint in it, in order.
+fn decide<'p>(
     cluster: &Cluster,
-    ordered: &[&Policy],
+    selecting: impl Iterator<Item = &'p Policy>,
     endpoint: &Endpoint,
     direction: Direction,
     packet: &Packet<'_>,
@@ -123,13 +209,8 @@ fn decide(
     let mut applying = Vec::new();
     let mut logged = Vec::new();
     let mut decision = None;
-    'policies: for policy in ordered {
-        let Some(rules) = policy.rules(direction) else {
-            continue;
-        };
-        if !applies_to(cluster, policy, endpoint) {
-            continue;
-        }
+    'policies: for policy in selecting {
+        let rules = policy.rules(direction).unwrap_or_default();
         applying.push(policy.id.clone());
         for (index, rule) in rules.iter().enumerate() {
             if !rule_matches(cluster, rule, packet) {

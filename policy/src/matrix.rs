@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::eval::{Traffic, verdict_with};
+use crate::eval::{Evaluator, Traffic};
 use crate::model::Cluster;
 
 /// Reachability between endpoints, in `namespace/name` order.
@@ -18,7 +18,7 @@ pub struct Matrix {
 impl Matrix {
     /// Evaluates every ordered pair of endpoints for one kind of traffic.
     pub fn compute(cluster: &Cluster, traffic: Traffic) -> Self {
-        let ordered = cluster.ordered_policies();
+        let evaluator = Evaluator::new(cluster);
         let mut endpoints: Vec<_> = cluster.endpoints.iter().collect();
         endpoints.sort_by_key(|e| e.key());
         let allowed = endpoints
@@ -26,7 +26,7 @@ impl Matrix {
             .map(|src| {
                 endpoints
                     .iter()
-                    .map(|dst| verdict_with(cluster, &ordered, src, dst, traffic).allowed)
+                    .map(|dst| evaluator.verdict(src, dst, traffic).allowed)
                     .collect()
             })
             .collect();

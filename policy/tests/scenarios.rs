@@ -18,3 +18,26 @@ fn every_scenario_matches_its_expected_table() {
         }
     }
 }
+
+#[test]
+fn cached_evaluator_agrees_with_plain_verdicts() {
+    use weft_policy::eval::{Evaluator, verdict};
+    for scenario in scenarios::all() {
+        let cluster = cluster_with(scenario.policies);
+        let evaluator = Evaluator::new(&cluster);
+        for check in &scenario.checks {
+            for src in &cluster.endpoints {
+                for dst in &cluster.endpoints {
+                    assert_eq!(
+                        evaluator.verdict(src, dst, check.traffic),
+                        verdict(&cluster, src, dst, check.traffic),
+                        "{}: {} -> {}",
+                        scenario.name,
+                        src.key(),
+                        dst.key()
+                    );
+                }
+            }
+        }
+    }
+}
