@@ -44,8 +44,8 @@ fn parse(text: &str, source: &str) -> Result<Installation, String> {
             kind.unwrap_or("<missing>")
         ));
     }
-    let installation: Installation =
-        serde_saphyr::from_str(text).map_err(|error| format!("{source}: {error}"))?;
+    let installation: Installation = serde_path_to_error::deserialize(value)
+        .map_err(|error| format!("{source}: {}: {}", error.path(), error.inner()))?;
     let name = installation.metadata.name.as_deref().unwrap_or_default();
     if name != weft_api::INSTALLATION_NAME {
         return Err(format!(
@@ -83,5 +83,61 @@ pub fn run(args: Args) -> ExitCode {
             eprintln!("weftctl render: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render_str(text: &str) -> Result<String, String> {
+        let installation = parse(text, "input.yaml")?;
+        let facts = offline_facts();
+        let computed = prepare(&installation, &facts, &Default::default())
+            .map_err(|message| format!("input.yaml: {message}"))?;
+        to_yaml(&render(&computed, &facts, None)).map_err(|error| error.to_string())
+    }
+
+    const HEADER: &str =
+        "apiVersion: operator.weft.dev/v1\nkind: Installation\nmetadata:\n  name: default\n";
+
+    #[test]
+    fn renders_in_apply_order() {
+        let text = render_str(&format!("{HEADER}spec: {{}}\n")).unwrap();
+        assert!(
+            text.starts_with("---\napiVersion: v1\nkind: Namespace\n"),
+            "{text}"
+        );
+        let kinds: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("kind: "))
+            .collect();
+        assert_eq!(kinds.first(), Some(&"Namespace"));
+        assert_eq!(kinds.last(), Some(&"IPPool"));
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_is_named_by_its_path() {
+        let error = render_str(&format!("{HEADER}spec:\n  network:\n    mtu: abc\n")).unwrap_err();
+        assert!(error.contains("spec.network.mtu"), "{error}");
+    }
+
+    #[test]
+    fn another_kind_or_name_is_refused() {
+        let error =
+            render_str("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: default}\n").unwrap_err();
+        assert!(error.contains("apiVersion/kind"), "{error}");
+        let error = render_str(
+            "apiVersion: operator.weft.dev/v1\nkind: Installation\nmetadata: {name: other}\nspec: {}\n",
+        )
+        .unwrap_err();
+        assert!(error.contains("metadata.name"), "{error}");
+    }
+
+    #[test]
+    fn validation_errors_carry_field_paths() {
+        let pools = "spec:\n  network:\n    ipPools:\n    - {name: a, cidr: 10.0.0.0/16, nodeSelector: \"zone == \"}\n";
+        let error = render_str(&format!("{HEADER}{pools}")).unwrap_err();
+        assert!(error.contains("nodeSelector"), "{error}");
     }
 }

@@ -47,8 +47,52 @@ fn compare(want: &Value, have: &Value, path: String) -> Option<String> {
             .enumerate()
             .find_map(|(index, (value, child))| compare(value, child, format!("{path}[{index}]"))),
         (Value::Number(want), Value::Number(have)) if want.as_f64() == have.as_f64() => None,
+        // The API server canonicalises resource quantities ("0.5" becomes "500m").
+        (Value::String(want), Value::String(have))
+            if is_quantity_path(&path) && same_quantity(want, have) =>
+        {
+            None
+        }
         _ if want == have => None,
         _ => Some(path),
+    }
+}
+
+fn is_quantity_path(path: &str) -> bool {
+    path.contains(".requests.") || path.contains(".limits.")
+}
+
+/// The value of a Kubernetes quantity such as `500m`, `1.5Gi` or `1e3`.
+fn quantity(text: &str) -> Option<f64> {
+    const SUFFIXES: [(&str, f64); 15] = [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
+        ("n", 1e-9),
+        ("u", 1e-6),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+    ];
+    for (suffix, factor) in SUFFIXES {
+        if let Some(number) = text.strip_suffix(suffix) {
+            return number.parse::<f64>().ok().map(|value| value * factor);
+        }
+    }
+    text.parse().ok()
+}
+
+fn same_quantity(a: &str, b: &str) -> bool {
+    match (quantity(a), quantity(b)) {
+        (Some(a), Some(b)) => (a - b).abs() <= f64::EPSILON * a.abs().max(b.abs()) * 4.0,
+        _ => false,
     }
 }
 
@@ -96,5 +140,20 @@ mod tests {
     #[test]
     fn integer_and_float_forms_of_a_number_are_equal() {
         assert_eq!(first_difference(&json!({"a": 1}), &json!({"a": 1.0})), None);
+    }
+
+    #[test]
+    fn canonicalised_quantities_are_equal() {
+        let rendered =
+            json!({"spec": {"resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}}}});
+        let live =
+            json!({"spec": {"resources": {"requests": {"cpu": "500m", "memory": "1024Mi"}}}});
+        assert_eq!(first_difference(&rendered, &live), None);
+        let live = json!({"spec": {"resources": {"requests": {"cpu": "600m", "memory": "1Gi"}}}});
+        assert!(first_difference(&rendered, &live).is_some());
+        assert_eq!(
+            first_difference(&json!({"a": "0.5"}), &json!({"a": "500m"})).as_deref(),
+            Some("a")
+        );
     }
 }
