@@ -314,3 +314,50 @@ fn missing_node_state_is_code_112_and_status_50() {
         assert!(netlink.link_by_name("eth0").unwrap().is_none())
     });
 }
+
+#[test]
+fn unusable_store_is_code_111_and_broken_ipam_plugin_code_102() {
+    let bed = Bed::new("errstore", "10.88.17.0/24");
+    let pod = bed.pod(0);
+    let netns = pod.path().to_str().unwrap();
+    let mut config = bed.config.clone();
+    config["ipam"]["dataDir"] = json!("/proc/weft-cannot-create-this");
+    expect_error(
+        bed.run(
+            WEFT,
+            &attachment_env("ADD", netns),
+            config.to_string().as_bytes(),
+        ),
+        111,
+        "allocation store",
+    );
+
+    // An IPAM plugin that answers nonsense, with success and with failure.
+    let fake_path = tempfile::tempdir().unwrap();
+    let fake = fake_path.path().join("weft-ipam");
+    let mut config = bed.config.clone();
+    config["execIpam"] = json!(true);
+    let cni_path = fake_path.path().to_str().unwrap().to_owned();
+    let mut env = attachment_env("ADD", netns);
+    env.push(("CNI_PATH", &cni_path));
+    for (script, fragment) in [
+        ("#!/bin/sh\necho hello\n", "ADD result is not a CNI result"),
+        (
+            "#!/bin/sh\necho '{\"ips\": []}'\n",
+            "ADD returned no address",
+        ),
+        ("#!/bin/sh\necho oops\nexit 3\n", "with output \"oops\""),
+    ] {
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        expect_error(
+            bed.run(WEFT, &env, config.to_string().as_bytes()),
+            102,
+            fragment,
+        );
+    }
+    in_pod(&pod, |netlink| {
+        assert!(netlink.link_by_name("eth0").unwrap().is_none())
+    });
+}

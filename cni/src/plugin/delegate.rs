@@ -118,9 +118,14 @@ pub fn exec(plugin: &Path, command: Command, stdin: &[u8]) -> Result<String, Cni
         .spawn()
         .map_err(|error| fail(format!("cannot run: {error}")))?;
     if let Some(mut input) = child.stdin.take() {
-        input
-            .write_all(stdin)
-            .map_err(|error| fail(format!("writing the config: {error}")))?;
+        // A plugin that exits without reading its config closes the pipe: its output and exit
+        // status still tell what happened.
+        match input.write_all(stdin) {
+            Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(fail(format!("writing the config: {error}")));
+            }
+            _ => {}
+        }
     }
     let output = child
         .wait_with_output()
