@@ -275,6 +275,9 @@ fn main() {
         results.extend(outcomes);
     }
 
+    if !benchmarking {
+        println!("smoke run of the benchmark (cargo test): the numbers below are not measurements");
+    }
     println!(
         "pods per round: {count}, rounds: {rounds}, per-pod latency in ms (spawn to exit; DEL includes the namespace deletion)"
     );
