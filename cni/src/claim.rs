@@ -89,10 +89,7 @@ pub fn block_count(cidr: IpNet, block_size: u8) -> u128 {
 
 /// A claimer's starting block: spread by node name so concurrent claimers rarely collide.
 fn start_offset(node: &str, total: u128) -> u128 {
-    let hash = node.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    u128::from(hash) % total.max(1)
+    u128::from(crate::naming::fnv1a(&[node])) % total.max(1)
 }
 
 /// The `index`-th block of `cidr`.
