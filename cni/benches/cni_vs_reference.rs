@@ -249,6 +249,12 @@ fn main() {
         ),
     ];
     let host = NamedNetns::create("wc-bench-host").unwrap();
+    // A node forwards; ptp would switch it on at its first ADD anyway.
+    weft_cni::netns::run_in(host.fd(), || {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+    })
+    .unwrap()
+    .unwrap();
 
     let mut results: Vec<Outcome> = Vec::new();
     for mode in ["sequential", "parallel"] {

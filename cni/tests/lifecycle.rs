@@ -78,6 +78,10 @@ fn add_check_del_gc_lifecycle() {
             std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{host_name}/proxy_arp"))
                 .unwrap();
         assert_eq!(proxy_arp.trim(), "1");
+        let forwarding =
+            std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{host_name}/forwarding"))
+                .unwrap();
+        assert_eq!(forwarding.trim(), "1");
         link
     });
     assert_reachable_from_host(&bed, &pod, ip);
