@@ -65,7 +65,7 @@ spec:
   ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {color: red}}}]}]
 ";
     let before = common::cluster_with(policies);
-    let topology = Topology::build(&format!("wp-{}l", std::process::id() % 100_000), &before);
+    let topology = Topology::build(&format!("wp-{}-lc", std::process::id() % 100_000), &before);
     let first = compile(&before, TABLE);
     topology.apply(&first.full_script()).unwrap();
     let traffic = common::tcp(80);
@@ -106,7 +106,7 @@ spec:
 fn nft_accepts_every_scenario_whole_and_as_a_diff() {
     netns::require_root_tools();
     let empty = weft_policy::model::Cluster::default();
-    let topology = Topology::build(&format!("wp-{}n", std::process::id() % 100_000), &empty);
+    let topology = Topology::build(&format!("wp-{}-nf", std::process::id() % 100_000), &empty);
     let mut previous: Option<Ruleset> = None;
     for scenario in scenarios::all() {
         let ruleset = compile(&common::cluster_with(scenario.policies), TABLE);
@@ -122,5 +122,107 @@ fn nft_accepts_every_scenario_whole_and_as_a_diff() {
                 .unwrap_or_else(|e| panic!("{} as a diff: {e}\n{change}", scenario.name));
         }
         previous = Some(ruleset);
+    }
+}
+
+/// Pods with IPv6 addresses only, so the ip6 half of the compiled rules is exercised.
+const IPV6_PODS: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: x, labels: {ns: x}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: 'y', labels: {ns: 'y'}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {pod: a}}
+spec: {containers: [{name: c, ports: [{name: serve-81-tcp, containerPort: 81}]}]}
+status: {podIP: 'fd00:250::1:1'}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {pod: b}}
+spec: {containers: [{name: c, ports: [{name: serve-81-tcp, containerPort: 81}]}]}
+status: {podIP: 'fd00:250::1:2'}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: 'y', labels: {pod: a}}
+spec: {containers: [{name: c, ports: [{name: serve-81-tcp, containerPort: 81}]}]}
+status: {podIP: 'fd00:250::2:1'}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: 'y', labels: {pod: b}}
+spec: {containers: [{name: c, ports: [{name: serve-81-tcp, containerPort: 81}]}]}
+status: {podIP: 'fd00:250::2:2'}
+";
+
+const IPV6_POLICIES: [&str; 4] = [
+    "",
+    "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a-from-block, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  ingress: [{from: [{ipBlock: {cidr: 'fd00:250::2:0/112', except: ['fd00:250::2:2/128']}}]}]
+",
+    "
+apiVersion: network.weft.dev/v1
+kind: GlobalNetworkPolicy
+metadata: {name: x-not-to-y-b}
+spec:
+  namespaceSelector: ns == 'x'
+  types: [Egress]
+  egress:
+  - {action: Deny, destination: {selector: \"pod == 'b'\", namespaceSelector: \"ns == 'y'\"}}
+  - {action: Allow}
+",
+    "
+apiVersion: network.weft.dev/v1
+kind: NetworkPolicy
+metadata: {name: named, namespace: 'y'}
+spec:
+  selector: pod == 'a'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [serve-81-tcp]}}]
+",
+];
+
+#[test]
+fn ipv6_dataplane_matches_evaluator() {
+    netns::require_root_tools();
+    let load = |policies: &str| {
+        weft_policy::load::load(&[
+            ("pods.yaml".into(), IPV6_PODS.into()),
+            ("policies.yaml".into(), policies.into()),
+        ])
+        .unwrap()
+    };
+    let base = load("");
+    let topology = Topology::build(&format!("wp-{}-v6", std::process::id() % 100_000), &base);
+    for policies in IPV6_POLICIES {
+        let cluster = load(policies);
+        let ruleset = compile(&cluster, TABLE);
+        topology.apply(&ruleset.full_script()).unwrap();
+        let mut denied_somewhere = false;
+        for traffic in [common::tcp(80), common::tcp(81), common::udp(80)] {
+            let expected = Matrix::compute(&cluster, traffic);
+            denied_somewhere |= expected.allowed.iter().flatten().any(|allowed| !allowed);
+            let observed = topology.probe_matrix(traffic);
+            assert_eq!(
+                expected.differences(&observed),
+                Vec::<String>::new(),
+                "{policies}\n{traffic:?}\nevaluator:\n{}dataplane:\n{}",
+                expected.to_table(),
+                observed.to_table()
+            );
+        }
+        assert!(
+            policies.is_empty() || denied_somewhere,
+            "every IPv6 policy denies something"
+        );
     }
 }

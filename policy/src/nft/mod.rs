@@ -3,9 +3,10 @@
 //!
 //! Layout of the table:
 //! - two base chains on the forward hook, `egress` (priority 0) then `ingress` (priority 10),
-//!   each accepting established/related traffic and dispatching through a verdict map keyed by
-//!   the source (destination) address to the endpoint's chain. `accept` ends only the base
-//!   chain it happens in, so an egress accept still meets the ingress base chain.
+//!   each accepting established/related traffic and IPv6 neighbour discovery, and dispatching
+//!   through a verdict map keyed by the source (destination) address to the endpoint's chain.
+//!   `accept` ends only the base chain it happens in, so an egress accept still meets the
+//!   ingress base chain.
 //! - one chain per endpoint and direction (`ep_*_in` / `ep_*_out`) that jumps to the chains of
 //!   the policies selecting the endpoint, in policy order, and drops at the end (default deny).
 //! - one chain per policy and direction (`po_*`) holding its rules: Allow and Pass accept, Deny
@@ -293,7 +294,14 @@ fn add_base_chains(chains: &mut BTreeMap<String, Chain>) {
         ("egress", Direction::Egress, 0, "saddr"),
         ("ingress", Direction::Ingress, 10, "daddr"),
     ] {
-        let mut rules = vec!["ct state established,related accept".to_string()];
+        let mut rules = vec![
+            "ct state established,related accept".to_string(),
+            // IPv6 neighbour discovery is what IPv4's ARP is, and ARP never reaches these
+            // chains; without this an isolated pod would lose its IPv6 neighbours.
+            "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, \
+             nd-router-advert } accept"
+                .to_string(),
+        ];
         for family in Family::BOTH {
             rules.push(format!(
                 "{} {address} vmap @{}",

@@ -76,8 +76,8 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds namespaces `<prefix>-h` and `<prefix>-<i>` for the cluster's endpoints (IPv4,
-    /// all on one /16) and starts the probe servers.
+    /// Builds namespaces `<prefix>-h` and `<prefix>-<i>` for the cluster's endpoints (IPv4 on
+    /// one /16, IPv6 on one /64) and starts the probe servers.
     pub fn build(prefix: &str, cluster: &Cluster) -> Self {
         let host = format!("{prefix}-h");
         let mut topology = Topology {
@@ -89,27 +89,17 @@ impl Topology {
         };
         run(&["ip", "netns", "add", &host]);
         run(&["ip", "-n", &host, "link", "add", "br0", "type", "bridge"]);
-        run(&[
-            "ip",
-            "-n",
-            &host,
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "nf_call_iptables",
-            "1",
-        ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &host,
-            "sysctl",
-            "-qw",
-            "net.bridge.bridge-nf-call-iptables=1",
-        ]);
+        // Send bridged IPv4 and IPv6 through the inet forward hook, where the ruleset sits; both
+        // settings are per namespace, so nothing outside the test changes.
+        for (option, sysctl) in [
+            ("nf_call_iptables", "net.bridge.bridge-nf-call-iptables=1"),
+            ("nf_call_ip6tables", "net.bridge.bridge-nf-call-ip6tables=1"),
+        ] {
+            run(&[
+                "ip", "-n", &host, "link", "set", "br0", "type", "bridge", option, "1",
+            ]);
+            run(&["ip", "netns", "exec", &host, "sysctl", "-qw", sysctl]);
+        }
         run(&["ip", "-n", &host, "link", "set", "br0", "up"]);
         for (index, endpoint) in cluster.endpoints.iter().enumerate() {
             let namespace = format!("{prefix}-{index}");
@@ -130,16 +120,16 @@ impl Topology {
             run(&[
                 "ip", "-n", &host, "link", "set", &veth, "master", "br0", "up",
             ]);
-            run(&[
-                "ip",
-                "-n",
-                &namespace,
-                "addr",
-                "add",
-                &format!("{ip}/16"),
-                "dev",
-                "eth0",
-            ]);
+            // IPv6 without duplicate address detection, so the address is usable at once.
+            let (address, dad) = match ip {
+                IpAddr::V4(_) => (format!("{ip}/16"), None),
+                IpAddr::V6(_) => (format!("{ip}/64"), Some("nodad")),
+            };
+            let mut add = vec![
+                "ip", "-n", &namespace, "addr", "add", &address, "dev", "eth0",
+            ];
+            add.extend(dad);
+            run(&add);
             run(&["ip", "-n", &namespace, "link", "set", "eth0", "up"]);
             run(&["ip", "-n", &namespace, "link", "set", "lo", "up"]);
         }
@@ -156,12 +146,12 @@ impl Topology {
                 enter(&namespace);
                 let listeners: Vec<TcpListener> = SERVED_PORTS
                     .iter()
-                    .map(|port| TcpListener::bind(("0.0.0.0", *port)).expect("tcp listener"))
+                    .map(|port| TcpListener::bind(("::", *port)).expect("tcp listener"))
                     .collect();
                 let sockets: Vec<UdpSocket> = SERVED_PORTS
                     .iter()
                     .map(|port| {
-                        let socket = UdpSocket::bind(("0.0.0.0", *port)).expect("udp socket");
+                        let socket = UdpSocket::bind(("::", *port)).expect("udp socket");
                         socket.set_nonblocking(true).expect("nonblocking udp");
                         socket
                     })
@@ -254,15 +244,16 @@ fn probe(target: SocketAddr, protocol: Protocol) -> bool {
     match protocol {
         Protocol::Tcp => TcpStream::connect_timeout(&target, PROBE_TIMEOUT).is_ok(),
         Protocol::Udp => {
-            let Ok(socket) = UdpSocket::bind(("0.0.0.0", 0)) else {
+            let any = if target.is_ipv4() { "0.0.0.0" } else { "::" };
+            let Ok(socket) = UdpSocket::bind((any, 0)) else {
                 return false;
             };
             let _ = socket.set_read_timeout(Some(PROBE_TIMEOUT));
             let mut buffer = [0u8; 16];
             socket.send_to(b"probe", target).is_ok()
-                && socket
-                    .recv_from(&mut buffer)
-                    .is_ok_and(|(n, from)| from == target && &buffer[..n] == b"probe")
+                && socket.recv_from(&mut buffer).is_ok_and(|(n, from)| {
+                    from.ip().to_canonical() == target.ip() && &buffer[..n] == b"probe"
+                })
         }
         other => panic!("no probe for {other:?}"),
     }
