@@ -11,9 +11,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use k8s_openapi::api::core::v1::ConfigMap;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft_api::Installation;
@@ -25,6 +27,7 @@ const NO_OP_RECONCILES: u64 = 20;
 
 struct Figures {
     nodes: usize,
+    to_applied: Duration,
     to_available: Duration,
     peak_rss_kib: u64,
     requests_per_reconcile: f64,
@@ -74,10 +77,20 @@ fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("VmHWM in /proc/PID/status")
 }
 
-async fn wait_available(client: &Client, limit: Duration) -> anyhow::Result<()> {
+/// Waits for Available; returns when the last rendered object (the PodDisruptionBudget) was first
+/// seen, i.e. when the operator had applied everything, measured from `started`.
+async fn wait_available(
+    client: &Client,
+    started: Instant,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
     let api: Api<Installation> = Api::all(client.clone());
-    let started = Instant::now();
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "weft-system");
+    let mut applied = None;
     loop {
+        if applied.is_none() && budgets.get_opt("weft-controllers").await?.is_some() {
+            applied = Some(started.elapsed());
+        }
         let installation = api.get("default").await?;
         let status = installation.status.as_ref();
         let current =
@@ -88,7 +101,7 @@ async fn wait_available(client: &Client, limit: Duration) -> anyhow::Result<()> 
                 .any(|c| c.type_ == "Available" && c.status == "True")
         });
         if current && available {
-            return Ok(());
+            return Ok(applied.unwrap_or_else(|| started.elapsed()));
         }
         if started.elapsed() > limit {
             bail!("not Available after {limit:?}: {status:?}");
@@ -113,7 +126,7 @@ async fn measure(cluster: &LocalCluster, nodes: usize) -> anyhow::Result<Figures
     let installation = include_str!("../tests/fixtures/minimal.installation.yaml");
     let started = Instant::now();
     apply_yaml(&client, "minimal Installation", installation, MANAGER).await?;
-    wait_available(&client, Duration::from_secs(600)).await?;
+    let to_applied = wait_available(&client, started, Duration::from_secs(600)).await?;
     let to_available = started.elapsed();
 
     // Settle, then trigger reconciles by touching an annotation the operator does not render.
@@ -154,11 +167,73 @@ async fn measure(cluster: &LocalCluster, nodes: usize) -> anyhow::Result<Figures
     operator.wait().await?;
     Ok(Figures {
         nodes,
+        to_applied,
         to_available,
         peak_rss_kib,
         requests_per_reconcile: requests / reconciles.max(1.0),
         writes_per_reconcile: written / reconciles.max(1.0),
     })
+}
+
+/// Nodes that get a pod CIDR from the controller-manager: its 10.244.0.0/16 holds 256 /24s.
+const NODES_WITH_POD_CIDR: usize = 200;
+
+/// Grows the cluster from `have` to `want` Ready kwok nodes. The first ones come from
+/// `LocalCluster::add_nodes` (with pod CIDRs); beyond the controller-manager's CIDR range the
+/// bench creates kwok Nodes itself: the operator's DaemonSet runs on them just the same.
+async fn add_nodes(
+    cluster: &LocalCluster,
+    client: &Client,
+    have: usize,
+    want: usize,
+) -> anyhow::Result<()> {
+    let with_cidr = want.min(NODES_WITH_POD_CIDR).saturating_sub(have);
+    cluster.add_nodes(with_cidr, &BTreeMap::new()).await?;
+    let first = have.max(NODES_WITH_POD_CIDR);
+    if want <= first {
+        return Ok(());
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    futures::stream::iter(first..want)
+        .map(|index| {
+            let nodes = nodes.clone();
+            async move {
+                let manifest =
+                    weft_e2e::state::kwok_node(&format!("bench-node-{index}"), &BTreeMap::new());
+                let node: Node = serde_json::from_value(manifest)?;
+                nodes.create(&PostParams::default(), &node).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let started = Instant::now();
+    loop {
+        let ready = nodes
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|node| {
+                node.status
+                    .as_ref()
+                    .and_then(|status| status.conditions.as_ref())
+                    .is_some_and(|conditions| {
+                        conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                    })
+            })
+            .count();
+        if ready >= want {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {ready} of {want} nodes Ready after 600s");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn bench() -> anyhow::Result<Vec<Figures>> {
@@ -198,9 +273,7 @@ async fn bench() -> anyhow::Result<Vec<Figures>> {
     let mut nodes = 0;
     for size in sizes {
         let started = Instant::now();
-        cluster
-            .add_nodes(size.saturating_sub(nodes), &BTreeMap::new())
-            .await?;
+        add_nodes(&cluster, &client, nodes, size).await?;
         eprintln!(
             "{size} nodes Ready in {:.1}s",
             started.elapsed().as_secs_f64()
@@ -219,13 +292,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let figures = bench().await?;
     println!(
-        "| kwok nodes | apply → Available | operator peak RSS | API requests per no-op reconcile | writes per no-op reconcile |"
+        "| kwok nodes | apply → all objects applied | apply → Available | operator peak RSS | API requests per no-op reconcile | writes per no-op reconcile |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|");
     for f in figures {
         println!(
-            "| {} | {:.2} s | {:.1} MiB | {:.1} | {:.1} |",
+            "| {} | {:.2} s | {:.2} s | {:.1} MiB | {:.1} | {:.1} |",
             f.nodes,
+            f.to_applied.as_secs_f64(),
             f.to_available.as_secs_f64(),
             f.peak_rss_kib as f64 / 1024.0,
             f.requests_per_reconcile,

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -169,7 +171,26 @@ async fn unmanaged_pool_conflict_then_adoption(client: &Client) -> anyhow::Resul
     Ok(())
 }
 
+/// resourceVersions of the node DaemonSet, the CNI ConfigMap and the controllers Deployment.
+async fn workload_versions(client: &Client) -> anyhow::Result<Vec<String>> {
+    let daemon_set = Api::<DaemonSet>::namespaced(client.clone(), "weft-system")
+        .get("weft-node")
+        .await?;
+    let config = Api::<ConfigMap>::namespaced(client.clone(), "weft-system")
+        .get("weft-cni-config")
+        .await?;
+    let deployment = Api::<Deployment>::namespaced(client.clone(), "weft-system")
+        .get("weft-controllers")
+        .await?;
+    Ok(vec![
+        daemon_set.resource_version().unwrap_or_default(),
+        config.resource_version().unwrap_or_default(),
+        deployment.resource_version().unwrap_or_default(),
+    ])
+}
+
 async fn invalid_change_changes_nothing(client: &Client) -> anyhow::Result<()> {
+    let workloads_before = workload_versions(client).await?;
     let pools: Api<IpPool> = Api::all(client.clone());
     let before: BTreeMap<String, String> = pools
         .list(&ListParams::default())
@@ -205,6 +226,11 @@ async fn invalid_change_changes_nothing(client: &Client) -> anyhow::Result<()> {
         .map(|p| (p.name_any(), p.resource_version().unwrap_or_default()))
         .collect();
     assert_eq!(before, after, "an invalid Installation changed the pools");
+    assert_eq!(
+        workloads_before,
+        workload_versions(client).await?,
+        "an invalid Installation changed a workload or the CNI config"
+    );
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let list = events.list(&ListParams::default()).await?;
     assert!(

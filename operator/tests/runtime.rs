@@ -124,3 +124,30 @@ async fn the_binary_stops_on_sigterm_and_releases_its_lease() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn kubectl_applies_config_default() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default");
+    let output = cluster
+        .kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-k"])
+        .arg(&config)
+        .output()?;
+    assert!(
+        output.status.success(),
+        "kubectl apply -k config/default: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let client = cluster.client().await?;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client, "weft-operator");
+    let deployment = deployments.get("weft-operator").await?;
+    let pod = deployment
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .expect("a pod template");
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(pod.service_account_name.as_deref(), Some("weft-operator"));
+    Ok(())
+}
