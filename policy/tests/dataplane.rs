@@ -115,11 +115,18 @@ fn nft_accepts_every_scenario_whole_and_as_a_diff() {
             .apply(&whole)
             .unwrap_or_else(|e| panic!("{}: {e}\n{whole}", scenario.name));
         if let Some(previous) = &previous {
+            let whole_state = topology.table_state(TABLE);
             topology.apply(&previous.full_script()).unwrap();
             let change = diff(previous, &ruleset).script;
             topology
                 .apply(&change)
                 .unwrap_or_else(|e| panic!("{} as a diff: {e}\n{change}", scenario.name));
+            assert_eq!(
+                topology.table_state(TABLE),
+                whole_state,
+                "{}: the diff from the previous scenario leaves another table than the whole script",
+                scenario.name
+            );
         }
         previous = Some(ruleset);
     }

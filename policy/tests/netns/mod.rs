@@ -204,6 +204,50 @@ impl Topology {
         }
     }
 
+    /// The table as the kernel holds it, without handles and with set elements sorted, so two
+    /// ways of reaching the same state compare equal.
+    pub fn table_state(&self, table: &str) -> String {
+        let output = Command::new("ip")
+            .args([
+                "netns", "exec", &self.host, "nft", "-j", "list", "table", "inet", table,
+            ])
+            .output()
+            .expect("nft list");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let listing: serde_json::Value = serde_json::from_slice(&output.stdout).expect("nft json");
+        let mut rules: Vec<(String, String)> = Vec::new();
+        let mut others: Vec<String> = Vec::new();
+        for object in listing["nftables"].as_array().expect("nftables array") {
+            if object.get("metainfo").is_some() {
+                continue;
+            }
+            let mut object = object.clone();
+            if let Some(fields) = object
+                .as_object_mut()
+                .and_then(|o| o.values_mut().next())
+                .and_then(|body| body.as_object_mut())
+            {
+                fields.remove("handle");
+                if let Some(serde_json::Value::Array(elements)) = fields.get_mut("elem") {
+                    elements.sort_by_key(|e| e.to_string());
+                }
+            }
+            match object.get("rule") {
+                Some(rule) => rules.push((rule["chain"].to_string(), object.to_string())),
+                None => others.push(object.to_string()),
+            }
+        }
+        // Rules keep their order within a chain; chains and sets are compared as sets.
+        others.sort();
+        rules.sort_by(|a, b| a.0.cmp(&b.0));
+        others.extend(rules.into_iter().map(|(_, rule)| rule));
+        others.join("\n")
+    }
+
     /// Probes every ordered pair in parallel and returns what got through.
     pub fn probe_matrix(&self, traffic: Traffic) -> Matrix {
         let mut order: Vec<usize> = (0..self.pods.len()).collect();
