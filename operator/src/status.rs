@@ -297,3 +297,111 @@ pub fn status_changed(old: Option<&InstallationStatus>, new: &InstallationStatus
         || old.mtu != new.mtu
         || old.computed != new.computed
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::{DaemonSetStatus, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn daemon_set(desired: i32, updated: i32, available: i32) -> DaemonSet {
+        DaemonSet {
+            metadata: ObjectMeta {
+                name: Some("weft-node".into()),
+                generation: Some(2),
+                ..Default::default()
+            },
+            status: Some(DaemonSetStatus {
+                observed_generation: Some(2),
+                desired_number_scheduled: desired,
+                updated_number_scheduled: Some(updated),
+                number_available: Some(available),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn node_messages_count_nodes() {
+        let rolling = node_status(Some(&daemon_set(3, 2, 3)));
+        assert!(rolling.progressing);
+        assert_eq!(
+            rolling.message.as_deref(),
+            Some("DaemonSet weft-system/weft-node is rolling out (2 of 3 updated)")
+        );
+        let waiting = node_status(Some(&daemon_set(3, 3, 2)));
+        assert_eq!(
+            waiting.message.as_deref(),
+            Some("DaemonSet weft-system/weft-node is not available (awaiting 1 node)")
+        );
+        let done = node_status(Some(&daemon_set(3, 3, 3)));
+        assert!(done.available && !done.progressing && !done.degraded);
+    }
+
+    #[test]
+    fn an_unobserved_generation_is_progressing() {
+        let mut stale = daemon_set(3, 3, 3);
+        stale.metadata.generation = Some(3);
+        assert!(node_status(Some(&stale)).progressing);
+    }
+
+    #[test]
+    fn deployment_awaiting_replicas() {
+        let deployment = Deployment {
+            metadata: ObjectMeta {
+                name: Some("weft-controllers".into()),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(2),
+                ..Default::default()
+            }),
+            status: Some(DeploymentStatus {
+                updated_replicas: Some(2),
+                available_replicas: Some(0),
+                ..Default::default()
+            }),
+        };
+        assert_eq!(
+            controllers_status(Some(&deployment)).message.as_deref(),
+            Some("Deployment weft-system/weft-controllers is not available (awaiting 2 replicas)")
+        );
+    }
+
+    #[test]
+    fn installation_conditions_follow_components() {
+        let available = node_status(Some(&daemon_set(1, 1, 1)));
+        let conflict = pools_status(&["IPPool x differs".into()], &[], 1);
+        let all_good = installation_conditions(&[available.clone()], None);
+        let status_of = |conditions: &[Desired], type_: &str| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .map(|c| c.status)
+        };
+        assert_eq!(status_of(&all_good, READY), Some(true));
+        assert_eq!(status_of(&all_good, DEGRADED), Some(false));
+        let degraded = installation_conditions(&[available, conflict], None);
+        assert_eq!(status_of(&degraded, DEGRADED), Some(true));
+        assert_eq!(status_of(&degraded, AVAILABLE), Some(false));
+        assert_eq!(
+            degraded
+                .iter()
+                .find(|c| c.type_ == DEGRADED)
+                .map(|c| c.message.as_str()),
+            Some("IPPool x differs")
+        );
+    }
+
+    #[test]
+    fn only_timestamps_changing_is_no_status_change() {
+        let status = InstallationStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        };
+        assert!(!status_changed(Some(&status), &status.clone()));
+        assert!(status_changed(None, &status));
+    }
+}
