@@ -374,7 +374,7 @@ mod tests {
     fn installation_conditions_follow_components() {
         let available = node_status(Some(&daemon_set(1, 1, 1)));
         let conflict = pools_status(&["IPPool x differs".into()], &[], 1);
-        let all_good = installation_conditions(&[available.clone()], None);
+        let all_good = installation_conditions(std::slice::from_ref(&available), None);
         let status_of = |conditions: &[Desired], type_: &str| {
             conditions
                 .iter()
