@@ -1,5 +1,6 @@
 //! `weftctl render -f installation.yaml`: prints, as multi-document YAML in apply order, exactly the
-//! objects the operator applies for that Installation, without a cluster. Invalid input exits
+//! objects the operator applies for that Installation, without a cluster (the operator adds only
+//! the controller owner reference, which needs the live Installation's uid). Invalid input exits
 //! non-zero with field-path errors on stderr and prints nothing on stdout.
 
 use std::io::{Read, Write};
@@ -15,6 +16,11 @@ pub struct Args {
     /// The Installation manifest to render (`-` reads standard input).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     file: PathBuf,
+    /// The cluster's pod CIDR, as the operator detects it (kubeadm's podSubnet or the nodes' pod
+    /// CIDRs); only used for the default pool of an Installation that lists no pools. Without it
+    /// that pool gets 192.168.0.0/16.
+    #[arg(long, value_name = "CIDR")]
+    pod_cidr: Option<ipnet::IpNet>,
 }
 
 const EXPECTED_API_VERSION: &str = "operator.weft.dev/v1";
@@ -59,7 +65,10 @@ fn render_text(args: &Args) -> Result<String, String> {
     let source = args.file.display().to_string();
     let text = read(&args.file)?;
     let installation = parse(&text, &source)?;
-    let facts = offline_facts();
+    let facts = weft_api::ClusterFacts {
+        kubeadm_pod_subnet: args.pod_cidr,
+        ..offline_facts()
+    };
     let computed = prepare(&installation, &facts, &Default::default())
         .map_err(|message| format!("{source}: {message}"))?;
     let rendered = render(&computed, &facts, None);
@@ -139,5 +148,18 @@ mod tests {
         let pools = "spec:\n  network:\n    ipPools:\n    - {name: a, cidr: 10.0.0.0/16, nodeSelector: \"zone == \"}\n";
         let error = render_str(&format!("{HEADER}{pools}")).unwrap_err();
         assert!(error.contains("nodeSelector"), "{error}");
+    }
+
+    #[test]
+    fn pod_cidr_sets_the_default_pool() {
+        let file = std::env::temp_dir().join(format!("weftctl-render-{}.yaml", std::process::id()));
+        std::fs::write(&file, format!("{HEADER}spec: {{}}\n")).unwrap();
+        let args = Args {
+            file: file.clone(),
+            pod_cidr: Some("10.244.0.0/16".parse().unwrap()),
+        };
+        let text = render_text(&args);
+        std::fs::remove_file(&file).unwrap();
+        assert!(text.unwrap().contains("cidr: 10.244.0.0/16"));
     }
 }
