@@ -108,19 +108,27 @@ where
 
 fn child_changes(client: &Client) -> impl Stream<Item = ()> + Send + 'static {
     let managed = || watcher::Config::default().labels(&managed_selector());
-    let all = |client: &Client| client.clone();
     stream::select_all(vec![
-        changes::<Namespace>(Api::all(all(client)), managed()),
-        changes::<ServiceAccount>(Api::namespaced(all(client), NAMESPACE), managed()),
-        changes::<ClusterRole>(Api::all(all(client)), managed()),
-        changes::<ClusterRoleBinding>(Api::all(all(client)), managed()),
-        changes::<ConfigMap>(Api::namespaced(all(client), NAMESPACE), managed()),
-        changes::<DaemonSet>(Api::namespaced(all(client), NAMESPACE), managed()),
-        changes::<Deployment>(Api::namespaced(all(client), NAMESPACE), managed()),
-        changes::<PodDisruptionBudget>(Api::namespaced(all(client), NAMESPACE), managed()),
+        changes::<Namespace>(Api::all(client.clone()), managed()),
+        changes::<ClusterRole>(Api::all(client.clone()), managed()),
+        changes::<ClusterRoleBinding>(Api::all(client.clone()), managed()),
+        changes::<ServiceAccount>(in_weft_system(client), managed()),
+        changes::<ConfigMap>(in_weft_system(client), managed()),
+        changes::<DaemonSet>(in_weft_system(client), managed()),
+        changes::<Deployment>(in_weft_system(client), managed()),
+        changes::<PodDisruptionBudget>(in_weft_system(client), managed()),
         // Every pool, managed or not: a change to an unmanaged pool may resolve a conflict.
-        changes::<IpPool>(Api::all(all(client)), watcher::Config::default()),
+        changes::<IpPool>(Api::all(client.clone()), watcher::Config::default()),
     ])
+}
+
+/// Metadata-only access to kind `K` in `weft-system`.
+fn in_weft_system<K>(client: &Client) -> Api<PartialObjectMeta<K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    PartialObjectMeta<K>: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    Api::namespaced(client.clone(), NAMESPACE)
 }
 
 /// Runs the controller until `shutdown` turns true (or leadership is lost).
