@@ -231,8 +231,20 @@ async fn report_problem(installation: &Installation, ctx: &Context, problem: &Pr
         ),
         ..previous
     };
-    if let Err(error) = write_status(installation, ctx, status).await {
-        warn!(%error, "could not report {}", problem.reason);
+    match write_status(installation, ctx, status).await {
+        Ok(true) => {
+            let reference = installation.object_ref(&());
+            ctx.events
+                .warning(
+                    &reference,
+                    &problem.reason,
+                    "Apply",
+                    problem.message.clone(),
+                )
+                .await;
+        }
+        Ok(false) => {}
+        Err(error) => warn!(%error, "could not report {}", problem.reason),
     }
 }
 

@@ -151,3 +151,27 @@ async fn kubectl_applies_config_default() -> anyhow::Result<()> {
     assert_eq!(pod.service_account_name.as_deref(), Some("weft-operator"));
     Ok(())
 }
+
+#[tokio::test]
+async fn the_operator_role_grants_nothing_beyond_its_job() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let operator = cluster
+        .client_as_service_account("weft-operator", "weft-operator")
+        .await?;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(operator.clone());
+    let denied = secrets.list(&Default::default()).await;
+    assert!(
+        matches!(&denied, Err(kube::Error::Api(status)) if status.code == 403),
+        "the operator can list Secrets: {denied:?}"
+    );
+    let pools: Api<weft_api::IpPool> = Api::all(operator.clone());
+    pools.list(&Default::default()).await?;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(operator);
+    nodes.list(&Default::default()).await?;
+    let denied = nodes.delete("any-node", &Default::default()).await;
+    assert!(
+        matches!(&denied, Err(kube::Error::Api(status)) if status.code == 403),
+        "the operator can delete Nodes: {denied:?}"
+    );
+    Ok(())
+}
