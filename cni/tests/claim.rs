@@ -3,12 +3,10 @@
 //! the holder may release.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use ipnet::IpNet;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt};
+use kube::api::{Api, PostParams};
+use kube::Client;
 use weft_api::{IpPool, IpPoolSpec, IpamBlock};
 use weft_cni::claim::{ClaimError, claim_block, node_blocks, release_block};
 
@@ -19,33 +17,9 @@ async fn client() -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// Applies the IPPool and IPAMBlock CRDs from weft-api's types and waits until both are served.
+/// Applies weft's CRDs (IPPool and IPAMBlock among them) and waits until they are served.
 async fn install_crds(client: &Client) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [IpPool::crd(), IpamBlock::crd()] {
-        let name = crd.metadata.name.clone().expect("CRD has a name");
-        crds.patch(
-            &name,
-            &PatchParams::apply("weft-cni-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        let mut established = false;
-        for _ in 0..600 {
-            let current = crds.get(&name).await?;
-            established = current
-                .status
-                .and_then(|status| status.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|condition| condition.type_ == "Established" && condition.status == "True");
-            if established {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::ensure!(established, "CRD {name} never became Established");
-    }
+    weft_e2e::install_crds(client, weft_api::crds(), "weft-cni-tests").await?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@
 mod args;
 pub mod binaries;
 mod cluster;
+mod crds;
 mod pki;
 mod ports;
 pub mod process;
@@ -27,6 +28,7 @@ pub use binaries::{Binaries, Versions};
 pub use cluster::{
     CLUSTER_CIDR, ClusterOptions, KWOK_NODE_ANNOTATION, LocalCluster, NODE_CIDR_MASK, SERVICE_CIDR,
 };
+pub use crds::install_crds;
 pub use process::Lifetime;
 
 /// Why the local cluster could not start or serve.

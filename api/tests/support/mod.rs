@@ -4,11 +4,9 @@
 // Each test binary compiles this module and uses only some of the helpers.
 #![allow(dead_code)]
 
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -17,35 +15,7 @@ pub const FIELD_MANAGER: &str = "weft-api-tests";
 
 /// Applies every weft CRD and waits until the API server serves them.
 pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    for crd in weft_api::crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &params, &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("applying CRD {name}"))?;
-    }
-    for crd in weft_api::crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        let mut established = false;
-        // Bounded by attempts, not a clock: the API server establishes a CRD within a second.
-        for _ in 0..300 {
-            let current = crds.get(&name).await?;
-            established = current
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if !established {
-            bail!("CRD {name} never became Established");
-        }
-    }
+    weft_e2e::install_crds(client, weft_api::crds(), FIELD_MANAGER).await?;
     Ok(())
 }
 
