@@ -36,19 +36,23 @@ fn ipam(ipam_type: IpamType) -> Value {
     }
 }
 
-/// The conflist as pretty JSON (keys sorted, so the text and its hash are stable). MTU 0 means the
-/// plugin detects it from the node's uplink.
+/// The conflist as pretty JSON (keys sorted, so the text and its hash are stable). `mtu` is
+/// present only when the Installation sets one; without it the node agent's `install-cni` step
+/// writes the MTU it detects from the node's interfaces.
 pub fn conflist(computed: &ComputedInstallation) -> String {
+    let mut plugin = json!({
+        "type": "weft",
+        "stateDir": STATE_DIR,
+        "logLevel": log_level(computed.log_level),
+        "ipam": ipam(computed.cni.ipam_type),
+    });
+    if let (Some(mtu), Some(fields)) = (computed.network.mtu, plugin.as_object_mut()) {
+        fields.insert("mtu".into(), json!(mtu));
+    }
     let config = json!({
         "cniVersion": "1.1.0",
         "name": "weft",
-        "plugins": [{
-            "type": "weft",
-            "mtu": computed.network.mtu.unwrap_or(0),
-            "stateDir": STATE_DIR,
-            "logLevel": log_level(computed.log_level),
-            "ipam": ipam(computed.cni.ipam_type),
-        }],
+        "plugins": [plugin],
     });
     // A json! value always serializes.
     serde_json::to_string_pretty(&config).unwrap_or_default() + "\n"
