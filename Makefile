@@ -40,6 +40,12 @@ fmt:
 crds:
 	$(CARGO) run --quiet -p weftctl -- crds --out-dir crds
 
+## bench: the benchmarks recorded in BENCHMARKS.md (release builds; root for the CNI and nft ones).
+bench: packages control-plane
+	$(CARGO) bench -p weft-cni --bench cni_vs_reference
+	$(CARGO) bench -p weft-policy --bench scale
+	$(CARGO) bench -p weft-operator --bench install
+
 cluster-up: control-plane
 	$(CARGO) run --quiet -p weft-e2e --bin local-cluster -- up --nodes 3
 
