@@ -44,7 +44,8 @@ pub struct NetworkPolicySpec {
     #[schemars(length(max = 1024))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    /// Directions the policy governs; absent means Ingress, plus Egress when egress rules exist.
+    /// Directions the policy governs; absent means what its rules imply: Egress when it has only
+    /// egress rules, else Ingress, plus Egress when egress rules exist.
     #[schemars(length(max = 2))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,7 +95,8 @@ pub struct GlobalNetworkPolicySpec {
     #[schemars(length(max = 1024))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<String>,
-    /// Directions the policy governs; absent means Ingress, plus Egress when egress rules exist.
+    /// Directions the policy governs; absent means what its rules imply: Egress when it has only
+    /// egress rules, else Ingress, plus Egress when egress rules exist.
     #[schemars(length(max = 2))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,7 +4,6 @@
 // Each test binary compiles this module and uses only some of the helpers.
 #![allow(dead_code)]
 
-
 use anyhow::Context;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;

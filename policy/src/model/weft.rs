@@ -118,7 +118,9 @@ fn selector(text: Option<&str>, field: &str) -> Result<Selector, ModelError> {
 
 type Directions = (Option<Vec<Rule>>, Option<Vec<Rule>>);
 
-/// The rules per governed direction; without `types`, Ingress plus Egress when egress rules exist.
+/// The rules per governed direction. Without `types` the directions follow the rules present, as
+/// in Calico: egress rules only → Egress; ingress rules (with or without egress ones) → Ingress,
+/// plus Egress when egress rules exist; no rules at all → Ingress.
 fn directions(
     types: Option<&[PolicyType]>,
     ingress: Option<&[PolicyRule]>,
@@ -130,7 +132,11 @@ fn directions(
             types.contains(&PolicyType::Ingress),
             types.contains(&PolicyType::Egress),
         ),
-        None => (true, egress.is_some_and(|e| !e.is_empty())),
+        None => {
+            let has_ingress = ingress.is_some_and(|rules| !rules.is_empty());
+            let has_egress = egress.is_some_and(|rules| !rules.is_empty());
+            (has_ingress || !has_egress, has_egress)
+        }
     };
     let convert = |rules: Option<&[PolicyRule]>, field: &str| -> Result<Vec<Rule>, ModelError> {
         rules

@@ -326,7 +326,9 @@ z/c X . . . . . . . .",
             )],
         ),
         scenario(
-            "weft-default-types-with-egress-rules",
+            // Without `types`, a policy with only egress rules governs egress alone (as in
+            // Calico): x/a may send only UDP, and stays open for ingress.
+            "weft-default-types-with-egress-rules-only",
             false,
             "
 apiVersion: network.weft.dev/v1
@@ -334,9 +336,25 @@ kind: NetworkPolicy
 metadata: {name: egress-rules, namespace: x}
 spec:
   selector: pod == 'a'
-  egress: [{action: Allow}]
+  egress: [{action: Allow, protocol: UDP}]
 ",
-            vec![check(tcp(80), X_A_CLOSED)],
+            vec![
+                check(udp(80), ALL_ALLOWED),
+                check(
+                    tcp(80),
+                    "
+x/a . X X X X X X X X
+x/b . . . . . . . . .
+x/c . . . . . . . . .
+y/a . . . . . . . . .
+y/b . . . . . . . . .
+y/c . . . . . . . . .
+z/a . . . . . . . . .
+z/b . . . . . . . . .
+z/c . . . . . . . . .
+",
+                ),
+            ],
         ),
         scenario(
             "weft-deny-all-egress-except-dns-like-udp",
