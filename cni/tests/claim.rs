@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use ipnet::IpNet;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use weft_api::{IpPool, IpPoolSpec, IpamBlock};
 use weft_cni::claim::{ClaimError, claim_block, node_blocks, release_block};
 
