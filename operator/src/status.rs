@@ -73,29 +73,59 @@ pub fn node_status(daemon_set: Option<&DaemonSet>) -> ComponentStatus {
     let desired = status.desired_number_scheduled;
     let updated = status.updated_number_scheduled.unwrap_or_default();
     let available = status.number_available.unwrap_or_default();
-    let (state, message) = if status.observed_generation.unwrap_or_default() < generation {
-        (
-            State::Progressing,
-            format!("{id} update is not observed yet"),
-        )
-    } else if updated < desired {
-        (
-            State::Progressing,
-            format!("{id} is rolling out ({updated} of {desired} updated)"),
-        )
-    } else if available < desired {
-        let awaiting = plural(desired - available, "node");
-        (
-            State::Progressing,
-            format!("{id} is not available (awaiting {awaiting})"),
-        )
-    } else {
+    let rollout = Rollout {
+        observed_generation: status.observed_generation.unwrap_or_default(),
+        generation,
+        desired,
+        updated,
+        available,
+        unit: "node",
+    };
+    let (state, message) = rollout.progress(&id).unwrap_or_else(|| {
         (
             State::Available,
             format!("{id} is available on {}", plural(desired, "node")),
         )
-    };
+    });
     component(NODE_COMPONENT, state, message)
+}
+
+/// A workload's rollout counts, as its controller reports them.
+struct Rollout {
+    observed_generation: i64,
+    generation: i64,
+    desired: i32,
+    updated: i32,
+    available: i32,
+    /// What `desired` counts: nodes for a DaemonSet, replicas for a Deployment.
+    unit: &'static str,
+}
+
+impl Rollout {
+    /// Why the workload `id` is still progressing, or `None` once it is fully available.
+    fn progress(&self, id: &str) -> Option<(State, String)> {
+        let Self {
+            observed_generation,
+            generation,
+            desired,
+            updated,
+            available,
+            unit,
+        } = *self;
+        let message = if observed_generation < generation {
+            format!("{id} update is not observed yet")
+        } else if updated < desired {
+            format!("{id} is rolling out ({updated} of {desired} updated)")
+        } else if available < desired {
+            format!(
+                "{id} is not available (awaiting {})",
+                plural(desired - available, unit)
+            )
+        } else {
+            return None;
+        };
+        Some((State::Progressing, message))
+    }
 }
 
 /// Status of the controllers from their Deployment.
@@ -117,28 +147,20 @@ pub fn controllers_status(deployment: Option<&Deployment>) -> ComponentStatus {
     let generation = deployment.metadata.generation.unwrap_or_default();
     let updated = status.updated_replicas.unwrap_or_default();
     let available = status.available_replicas.unwrap_or_default();
-    let (state, message) = if status.observed_generation.unwrap_or_default() < generation {
-        (
-            State::Progressing,
-            format!("{id} update is not observed yet"),
-        )
-    } else if updated < desired {
-        (
-            State::Progressing,
-            format!("{id} is rolling out ({updated} of {desired} updated)"),
-        )
-    } else if available < desired {
-        let awaiting = plural(desired - available, "replica");
-        (
-            State::Progressing,
-            format!("{id} is not available (awaiting {awaiting})"),
-        )
-    } else {
+    let rollout = Rollout {
+        observed_generation: status.observed_generation.unwrap_or_default(),
+        generation,
+        desired,
+        updated,
+        available,
+        unit: "replica",
+    };
+    let (state, message) = rollout.progress(&id).unwrap_or_else(|| {
         (
             State::Available,
             format!("{id} is available ({})", plural(available, "replica")),
         )
-    };
+    });
     component(CONTROLLERS_COMPONENT, state, message)
 }
 
