@@ -5,9 +5,9 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use crate::config::MAX_CONFIG_BYTES;
-use crate::env::CniEnv;
-use crate::error::CniError;
-use crate::result::{CURRENT_VERSION, SUPPORTED_VERSIONS};
+use crate::env::{CniEnv, Command};
+use crate::error::{CniError, code};
+use crate::result::{CURRENT_VERSION, SUPPORTED_VERSIONS, knows_status_and_gc};
 
 /// Environment variable that turns on logging to stderr (`error`, `warn`, `info`, `debug`).
 pub const LOG_ENV: &str = "WEFT_CNI_LOG";
@@ -47,6 +47,20 @@ pub fn requested_version(stdin: &[u8]) -> String {
         .and_then(|value| value.get("cniVersion")?.as_str().map(str::to_owned))
         .filter(|version| SUPPORTED_VERSIONS.contains(&version.as_str()))
         .unwrap_or_else(|| CURRENT_VERSION.to_owned())
+}
+
+/// Refuses STATUS and GC for a config whose cniVersion predates them (before 1.1.0).
+pub fn ensure_command_known(command: Command, version: &str) -> Result<(), CniError> {
+    if matches!(command, Command::Status | Command::Gc) && !knows_status_and_gc(version) {
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!(
+                "cniVersion: {} needs 1.1.0, the config says {version}",
+                command.as_str()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn init_logging() {

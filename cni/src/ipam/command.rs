@@ -7,7 +7,7 @@ use super::config::IpamConf;
 use super::store::{LockedStore, StoreError};
 use crate::env::{Attachment, CniEnv, Command};
 use crate::error::{CniError, code};
-use crate::result::{CniResult, IpConfig, knows_status_and_gc, version_json};
+use crate::result::{CniResult, IpConfig, version_json};
 
 /// Runs one `weft-ipam` call and returns what goes to stdout.
 pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<String, CniError> {
@@ -16,15 +16,7 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<String, CniError> {
     }
     let conf = IpamConf::parse(stdin)?;
     let version = conf.common.cni_version.clone();
-    if matches!(env.command, Command::Status | Command::Gc) && !knows_status_and_gc(&version) {
-        return Err(CniError::new(
-            code::INCOMPATIBLE_VERSION,
-            format!(
-                "cniVersion: {} needs 1.1.0, the config says {version}",
-                env.command.as_str()
-            ),
-        ));
-    }
+    crate::cli::ensure_command_known(env.command, &version)?;
     match env.command {
         Command::Add => add(&conf, attachment(env)?).map(|result| result.to_json(&version)),
         Command::Del => del(&conf, attachment(env)?).map(|()| String::new()),

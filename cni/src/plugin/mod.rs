@@ -7,8 +7,8 @@ pub mod teardown;
 
 use crate::config::PluginConf;
 use crate::env::{CniEnv, Command};
-use crate::error::{CniError, code};
-use crate::result::{knows_status_and_gc, version_json};
+use crate::error::CniError;
+use crate::result::version_json;
 
 /// Runs one `weft` call and returns what goes to stdout.
 pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<String, CniError> {
@@ -17,15 +17,7 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<String, CniError> {
     }
     let conf = PluginConf::parse(stdin)?;
     let version = conf.common.cni_version.clone();
-    if matches!(env.command, Command::Status | Command::Gc) && !knows_status_and_gc(&version) {
-        return Err(CniError::new(
-            code::INCOMPATIBLE_VERSION,
-            format!(
-                "cniVersion: {} needs 1.1.0, the config says {version}",
-                env.command.as_str()
-            ),
-        ));
-    }
+    crate::cli::ensure_command_known(env.command, &version)?;
     match env.command {
         Command::Add => add::add(env, &conf, stdin).map(|result| result.to_json(&version)),
         Command::Del => teardown::del(env, &conf, stdin).map(|()| String::new()),
