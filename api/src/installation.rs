@@ -291,3 +291,17 @@ pub enum LogLevel {
     Debug,
     Trace,
 }
+
+impl Installation {
+    /// Whether the operator has reported on the current spec (`observedGeneration` equals
+    /// `metadata.generation`) and found it Available.
+    pub fn is_available(&self) -> bool {
+        self.status.as_ref().is_some_and(|status| {
+            status.observed_generation == self.metadata.generation
+                && status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Available" && c.status == "True")
+        })
+    }
+}

@@ -92,19 +92,11 @@ async fn wait_available(
             applied = Some(started.elapsed());
         }
         let installation = api.get("default").await?;
-        let status = installation.status.as_ref();
-        let current =
-            status.and_then(|s| s.observed_generation) == installation.metadata.generation;
-        let available = status.is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Available" && c.status == "True")
-        });
-        if current && available {
+        if installation.is_available() {
             return Ok(applied.unwrap_or_else(|| started.elapsed()));
         }
         if started.elapsed() > limit {
-            bail!("not Available after {limit:?}: {status:?}");
+            bail!("not Available after {limit:?}: {:?}", installation.status);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -42,6 +42,19 @@ where
 
 /// `Kind/name -> resourceVersion` of every managed object and of the Installation.
 async fn versions(client: &Client) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut all = managed_versions(client).await?;
+    let installation = Api::<Installation>::all(client.clone())
+        .get("default")
+        .await?;
+    all.insert(
+        "Installation/default".into(),
+        installation.resource_version().unwrap_or_default(),
+    );
+    Ok(all)
+}
+
+/// `Kind/name -> resourceVersion` of every object carrying the operator's managed-by label.
+async fn managed_versions(client: &Client) -> anyhow::Result<BTreeMap<String, String>> {
     let mut all = BTreeMap::new();
     versions_of(Api::<Namespace>::all(client.clone()), &mut all).await?;
     versions_of(
@@ -72,13 +85,6 @@ async fn versions(client: &Client) -> anyhow::Result<BTreeMap<String, String>> {
     )
     .await?;
     versions_of(Api::<IpPool>::all(client.clone()), &mut all).await?;
-    let installation = Api::<Installation>::all(client.clone())
-        .get("default")
-        .await?;
-    all.insert(
-        "Installation/default".into(),
-        installation.resource_version().unwrap_or_default(),
-    );
     Ok(all)
 }
 
@@ -270,7 +276,7 @@ async fn deletion_removes_everything(client: &Client) -> anyhow::Result<()> {
             .then_some(()))
     })
     .await?;
-    let left = versions_without_installation(client).await?;
+    let left = managed_versions(client).await?;
     let expected: Vec<&String> = left
         .keys()
         .filter(|key| !key.starts_with("IPPool/"))
@@ -291,37 +297,6 @@ async fn deletion_removes_everything(client: &Client) -> anyhow::Result<()> {
         "pools survive the Installation"
     );
     Ok(())
-}
-
-async fn versions_without_installation(
-    client: &Client,
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut all = BTreeMap::new();
-    versions_of(Api::<Namespace>::all(client.clone()), &mut all).await?;
-    versions_of(
-        Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE),
-        &mut all,
-    )
-    .await?;
-    versions_of(Api::<ClusterRole>::all(client.clone()), &mut all).await?;
-    versions_of(Api::<ClusterRoleBinding>::all(client.clone()), &mut all).await?;
-    versions_of(
-        Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE),
-        &mut all,
-    )
-    .await?;
-    versions_of(
-        Api::<DaemonSet>::namespaced(client.clone(), NAMESPACE),
-        &mut all,
-    )
-    .await?;
-    versions_of(
-        Api::<Deployment>::namespaced(client.clone(), NAMESPACE),
-        &mut all,
-    )
-    .await?;
-    versions_of(Api::<IpPool>::all(client.clone()), &mut all).await?;
-    Ok(all)
 }
 
 #[tokio::test]

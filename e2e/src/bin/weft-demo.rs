@@ -95,20 +95,12 @@ async fn wait_available(api: &Api<Installation>, limit: Duration) -> anyhow::Res
     let mut last_table = String::new();
     loop {
         if let Some(installation) = api.get_opt("default").await? {
-            let status = installation.status.as_ref();
-            let current =
-                status.and_then(|s| s.observed_generation) == installation.metadata.generation;
-            let available = status.is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Available" && c.status == "True")
-            });
             let table = component_table(&installation);
-            if table != last_table && status.is_some() {
+            if table != last_table && installation.status.is_some() {
                 println!("[{:>5.1}s]\n{table}", started.elapsed().as_secs_f64());
                 last_table = table;
             }
-            if current && available {
+            if installation.is_available() {
                 return Ok(installation);
             }
         }
