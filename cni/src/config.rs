@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::env::{Attachment, validate_container_id, validate_ifname};
 use crate::error::{CniError, code};
+use crate::node_state::DEFAULT_NODE_STATE_FILE;
 use crate::result::{CniResult, check_version};
 
 /// Largest config weft reads; anything larger is not a network config.
@@ -187,14 +188,47 @@ fn parse_valid_attachments(map: &Map<String, Value>) -> Result<Option<Vec<Attach
     Ok(Some(attachments))
 }
 
-/// Default pod MTU when the config sets none (or 0, "auto").
+/// Default pod MTU when neither the config nor the node state sets one.
 pub const DEFAULT_MTU: u32 = 1500;
+
+/// Reads an optional absolute path field (`key` is also its path in messages).
+pub fn absolute_path(
+    map: &Map<String, Value>,
+    key: &str,
+    default: &str,
+) -> Result<std::path::PathBuf, CniError> {
+    match optional_str(map, key, key)? {
+        None => Ok(default.into()),
+        Some(path) if path.starts_with('/') => Ok(path.into()),
+        Some(path) => Err(CniError::invalid_config(format!(
+            "{key}: {path:?} must be an absolute path"
+        ))),
+    }
+}
+
+impl PluginConf {
+    /// The pod MTU: the config's, else the node's (written by the agent), else [`DEFAULT_MTU`].
+    /// A missing or unreadable node state file is not an error here: IPAM reports it when it
+    /// needs the file.
+    pub fn effective_mtu(&self) -> u32 {
+        self.mtu
+            .or_else(|| {
+                crate::node_state::NodeState::read(&self.node_state_file)
+                    .ok()
+                    .and_then(|state| state.mtu)
+            })
+            .unwrap_or(DEFAULT_MTU)
+    }
+}
 
 /// The `weft` plugin's config.
 #[derive(Debug, Clone)]
 pub struct PluginConf {
     pub common: CommonConf,
-    pub mtu: u32,
+    /// `mtu` when the config sets one (absent or 0: the node's MTU from the node state file).
+    pub mtu: Option<u32>,
+    /// `nodeStateFile`: where the agent publishes the node's pod MTU (and IPAM blocks).
+    pub node_state_file: std::path::PathBuf,
     /// The IPAM plugin (`weft-ipam` runs in-process unless `exec_ipam`).
     pub ipam_type: String,
     /// `execIpam`: exec weft-ipam from CNI_PATH like any other IPAM plugin.
@@ -212,13 +246,13 @@ impl PluginConf {
             )));
         }
         let mtu = match map.get("mtu") {
-            None | Some(Value::Null) => DEFAULT_MTU,
+            None | Some(Value::Null) => None,
             Some(value) => match value.as_u64() {
-                Some(0) => DEFAULT_MTU,
-                Some(mtu @ 68..=65535) => mtu as u32,
+                Some(0) => None,
+                Some(mtu @ 68..=65535) => Some(mtu as u32),
                 _ => {
                     return Err(CniError::invalid_config(format!(
-                        "mtu: {value} is not allowed; allowed: 0 (default {DEFAULT_MTU}) or an integer from 68 to 65535"
+                        "mtu: {value} is not allowed; allowed: 0 (the node's MTU, else {DEFAULT_MTU}) or an integer from 68 to 65535"
                     )));
                 }
             },
@@ -243,9 +277,11 @@ impl PluginConf {
                 )));
             }
         };
+        let node_state_file = absolute_path(&map, "nodeStateFile", DEFAULT_NODE_STATE_FILE)?;
         Ok(Self {
             common,
             mtu,
+            node_state_file,
             ipam_type: ipam_type.to_owned(),
             exec_ipam,
         })

@@ -23,6 +23,14 @@ pub struct NodeState {
     /// The IPAMBlocks affine to this node, in allocation order.
     #[serde(default)]
     pub blocks: Vec<IpNet>,
+    /// The pod MTU the agent detected (host MTU minus encapsulation overhead), used when the
+    /// network config sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Set when every pool this node may use is exhausted: why, naming the pools. An ADD that
+    /// finds no free address fails at once with this message instead of waiting for a block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exhausted: Option<String>,
 }
 
 /// Why the node state could not be read.

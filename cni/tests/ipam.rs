@@ -43,6 +43,7 @@ fn pod_cidr_mode_reads_the_node_state_and_is_dual_stack() {
             "fd00:88:13::/120".parse().unwrap(),
         ],
         blocks: vec![],
+        ..NodeState::default()
     };
     state.write(&state_file).unwrap();
     for (round, ranges) in [
@@ -124,6 +125,7 @@ fn pool_mode_allocates_from_the_node_blocks_in_order_until_exhausted() {
             "10.88.14.0/30".parse().unwrap(),
             "10.88.14.8/30".parse().unwrap(),
         ],
+        ..NodeState::default()
     };
     state.write(&state_file).unwrap();
     let config = ipam_config(
@@ -151,25 +153,45 @@ fn pool_mode_allocates_from_the_node_blocks_in_order_until_exhausted() {
             "10.88.14.11/30"
         ]
     );
+    // The agent says every pool is exhausted: ADD fails at once with its reason.
+    state.exhausted = Some("IPPool \"pool-a\" (10.88.14.0/24) is exhausted".into());
+    state.write(&state_file).unwrap();
     let full = ipam_add(&bed, &config, "p8");
     assert_eq!(full.code(), 110);
     assert!(
-        full.msg().contains("no free address in 10.88.14.0/30"),
+        full.msg().contains("no free address in 10.88.14.0/30")
+            && full.msg().contains("IPPool \"pool-a\""),
         "{}",
         full.msg()
     );
-    // The agent claims another block: the next ADD succeeds from it.
-    state.blocks.push("10.88.14.64/30".parse().unwrap());
+    // Blocks full but pools not exhausted: ADD waits for the agent's next block and gets it.
+    state.exhausted = None;
     state.write(&state_file).unwrap();
+    let mut grown = state.clone();
+    grown.blocks.push("10.88.14.64/30".parse().unwrap());
+    let writer = {
+        let state_file = state_file.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            grown.write(&state_file).unwrap();
+        })
+    };
     assert_eq!(
         addresses(&ipam_add(&bed, &config, "p8").expect_ok().json()),
         ["10.88.14.64/30"]
     );
-    // A node with no block at all reports exhaustion too.
+    writer.join().unwrap();
+    state.blocks.push("10.88.14.64/30".parse().unwrap());
+    // A node with no block at all and exhausted pools fails at once too.
     state.blocks.clear();
+    state.exhausted = Some("no enabled IPPool selects node \"node-b\"".into());
     state.write(&state_file).unwrap();
     let none = ipam_add(&bed, &config, "p9");
     assert_eq!(none.code(), 110);
-    assert!(none.msg().contains("lists no block"), "{}", none.msg());
+    assert!(
+        none.msg().contains("lists no block") && none.msg().contains("selects node"),
+        "{}",
+        none.msg()
+    );
     assert_eq!(bed.allocations().len(), 9);
 }

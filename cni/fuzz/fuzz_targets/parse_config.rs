@@ -13,7 +13,7 @@ use weft_cni::result::CniResult;
 fuzz_target!(|data: &[u8]| {
     let version = weft_cni::cli::requested_version(data);
     if let Ok(conf) = PluginConf::parse(data) {
-        assert!((68..=65535).contains(&conf.mtu));
+        assert!(conf.mtu.is_none_or(|mtu| (68..=65535).contains(&mtu)));
         if let Some(previous) = conf.common.prev_result {
             let _ = previous.to_json(&version);
         }

@@ -2,11 +2,14 @@
 //! still held, STATUS reports whether an ADD could get an address, GC releases every allocation
 //! not in `cni.dev/valid-attachments`.
 
+use std::time::{Duration, Instant};
+
 use super::allocate::{AllocateError, allocate, collect_garbage, first_exhausted_set, release};
-use super::config::IpamConf;
+use super::config::{AddressSource, IpamConf};
 use super::store::{LockedStore, StoreError};
 use crate::env::{Attachment, CniEnv, Command};
 use crate::error::{CniError, code};
+use crate::node_state::NodeState;
 use crate::result::{CniResult, IpConfig, version_json};
 
 /// Runs one `weft-ipam` call and returns what goes to stdout.
@@ -41,20 +44,57 @@ fn store_error(error: StoreError) -> CniError {
     CniError::new(code::STORE, error.to_string())
 }
 
+/// How long an ADD in pool mode waits for the agent to add a block when the node's blocks are
+/// full. The agent claims the next block ahead of need, so this wait only covers a burst that
+/// outruns it; the ADD itself never calls the API server.
+const BLOCK_WAIT: Duration = Duration::from_secs(10);
+const BLOCK_POLL: Duration = Duration::from_millis(20);
+
 /// Allocates one address per range set for the attachment.
 pub fn add(conf: &IpamConf, owner: &Attachment) -> Result<CniResult, CniError> {
-    let sets = conf.range_sets()?;
-    let store = open_store(conf)?;
-    let allocations = allocate(&store, &sets, owner).map_err(|error| match error {
-        AllocateError::Exhausted { .. } => CniError::new(
-            code::NO_FREE_ADDRESS,
-            format!(
-                "{error} (network {:?}, container {})",
-                conf.common.name, owner.container_id
-            ),
-        ),
-        AllocateError::Store(error) => store_error(error),
-    })?;
+    let waiting_since = Instant::now();
+    let allocations = loop {
+        // The node state is read under the store lock: the agent removes a block from it only
+        // while holding the lock, so no ADD can allocate from a block being released.
+        let store = open_store(conf)?;
+        let pool_mode = matches!(conf.source, AddressSource::Pool { .. });
+        let error = match conf.range_sets() {
+            Ok(sets) => match allocate(&store, &sets, owner) {
+                Ok(allocations) => break allocations,
+                Err(AllocateError::Store(error)) => return Err(store_error(error)),
+                Err(error @ AllocateError::Exhausted { .. }) => error.to_string(),
+            },
+            // No node state yet, or no block in it: the agent is starting or claiming.
+            Err(error) if pool_mode => error.msg,
+            Err(error) => return Err(error),
+        };
+        let exhausted = |detail: String| {
+            CniError::new(
+                code::NO_FREE_ADDRESS,
+                format!(
+                    "{error}{detail} (network {:?}, container {})",
+                    conf.common.name, owner.container_id
+                ),
+            )
+        };
+        let AddressSource::Pool { node_state_file } = &conf.source else {
+            return Err(exhausted(String::new()));
+        };
+        if let Some(reason) = NodeState::read(node_state_file)
+            .ok()
+            .and_then(|state| state.exhausted)
+        {
+            return Err(exhausted(format!(": {reason}")));
+        }
+        if waiting_since.elapsed() >= BLOCK_WAIT {
+            return Err(exhausted(format!(
+                ": the node agent added no block within {} s",
+                BLOCK_WAIT.as_secs()
+            )));
+        }
+        drop(store);
+        std::thread::sleep(BLOCK_POLL);
+    };
     Ok(CniResult {
         ips: allocations
             .into_iter()

@@ -347,7 +347,7 @@ impl Netlink {
         )
     }
 
-    fn acked(
+    pub fn acked(
         &mut self,
         message: RouteNetlinkMessage,
         flags: u16,
@@ -359,7 +359,8 @@ impl Netlink {
     }
 
     /// Sends one request and collects the answers until the ACK, the end of a dump or an error.
-    fn request(
+    /// Public so the node agent can send the messages this client has no helper for.
+    pub fn request(
         &mut self,
         message: RouteNetlinkMessage,
         flags: u16,

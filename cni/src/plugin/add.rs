@@ -39,7 +39,7 @@ pub fn add(env: &CniEnv, conf: &PluginConf, stdin: &[u8]) -> Result<CniResult, C
         attachment,
         netns_path,
         pod_netns.as_fd(),
-        conf.mtu,
+        conf.effective_mtu(),
         &addresses,
     ) {
         Ok(result) => Ok(result),
