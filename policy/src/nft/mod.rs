@@ -146,8 +146,28 @@ pub(crate) struct References {
     pub named_ports: BTreeSet<(String, u8)>,
 }
 
-/// Compiles the cluster into the table `table`.
+/// Compiles the cluster into the table `table`: every endpoint gets its chains, hooked on
+/// forward only (the shape the policy tests and benchmarks use).
 pub fn compile(cluster: &Cluster, table: &str) -> Ruleset {
+    compile_scoped(cluster, table, None)
+}
+
+/// Compiles what one node enforces: chains and dispatch entries only for the endpoints in
+/// `local` (keys `namespace/name`; remote endpoints still fill the selector sets), hooked where
+/// the node agent needs them:
+/// - forward: pod to pod, on this node or across nodes (each node enforces its own pods'
+///   egress on the way out and ingress on the way in);
+/// - input: a local pod's traffic to its own node is its egress, so egress policy governs it.
+///
+/// Traffic the node itself sends to its pods (output hook) is never filtered: the kubelet's
+/// probes must always reach them, and their replies are established traffic.
+pub fn compile_for_node(cluster: &Cluster, table: &str, local: &BTreeSet<String>) -> Ruleset {
+    let mut ruleset = compile_scoped(cluster, table, Some(local));
+    add_host_chain(&mut ruleset.chains);
+    ruleset
+}
+
+fn compile_scoped(cluster: &Cluster, table: &str, local: Option<&BTreeSet<String>>) -> Ruleset {
     let ordered = cluster.ordered_policies();
     let mut references = References::default();
     let mut chains = BTreeMap::new();
@@ -170,7 +190,7 @@ pub fn compile(cluster: &Cluster, table: &str) -> Ruleset {
     let mut sets = BTreeMap::new();
     add_selector_sets(cluster, &references, &mut sets);
     add_named_port_sets(cluster, &references, &mut sets);
-    add_endpoint_chains(cluster, &ordered, &mut chains, &mut sets);
+    add_endpoint_chains(cluster, &ordered, local, &mut chains, &mut sets);
     add_base_chains(&mut chains);
     Ruleset {
         table: table.to_string(),
@@ -241,12 +261,16 @@ fn add_named_port_sets(
 fn add_endpoint_chains(
     cluster: &Cluster,
     ordered: &[&Policy],
+    local: Option<&BTreeSet<String>>,
     chains: &mut BTreeMap<String, Chain>,
     sets: &mut BTreeMap<String, NamedSet>,
 ) {
+    let enforced = |endpoint: &&crate::model::Endpoint| {
+        local.is_none_or(|keys| keys.contains(&endpoint.key()))
+    };
     for direction in [Direction::Ingress, Direction::Egress] {
         let mut dispatch: BTreeMap<Family, BTreeSet<String>> = BTreeMap::new();
-        for endpoint in &cluster.endpoints {
+        for endpoint in cluster.endpoints.iter().filter(enforced) {
             let applying: Vec<&&Policy> = ordered
                 .iter()
                 .filter(|p| p.rules(direction).is_some() && applies_to(cluster, p, endpoint))
@@ -287,6 +311,30 @@ fn dispatch_map_name(direction: Direction, family: Family) -> String {
         Direction::Egress => "egress",
     };
     format!("{direction}_{}", family.suffix())
+}
+
+/// `egress_host`: on the input hook, a local pod's traffic to its node meets its egress chain.
+fn add_host_chain(chains: &mut BTreeMap<String, Chain>) {
+    let mut rules = vec![
+        "ct state established,related accept".to_string(),
+        "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, \
+         nd-router-advert } accept"
+            .to_string(),
+    ];
+    for family in Family::BOTH {
+        rules.push(format!(
+            "{} saddr vmap @{}",
+            family.keyword(),
+            dispatch_map_name(Direction::Egress, family)
+        ));
+    }
+    chains.insert(
+        "egress_host".to_string(),
+        Chain {
+            hook: Some("type filter hook input priority 0; policy accept;".to_string()),
+            rules,
+        },
+    );
 }
 
 fn add_base_chains(chains: &mut BTreeMap<String, Chain>) {
