@@ -1,0 +1,283 @@
+//! `weft-agent install-cni`: puts the `weft` and `weft-ipam` binaries into the host's CNI bin
+//! directory and the conflist into its config directory, and `uninstall-cni` takes them away.
+//!
+//! Every file is written to a temporary name in the same directory and renamed into place, so
+//! a pod created during an upgrade executes either the old binary or the new one, never half a
+//! file; a file that already has the right content is left alone (idempotent on restart).
+//!
+//! The conflist is the operator's, checked by the plugin's own parsers before anything is
+//! written; install-cni only adds the paths of this node's state (the node state file and the
+//! allocation store) when the conflist does not set them.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+use weft_cni::config::PluginConf;
+use weft_cni::ipam::config::IpamConf;
+
+/// The plugin binaries install-cni places.
+pub const PLUGIN_BINARIES: [&str; 2] = ["weft", "weft-ipam"];
+
+/// Where things go.
+#[derive(Debug, Clone)]
+pub struct CniPaths {
+    /// Where the plugin binaries are taken from.
+    pub source_dir: PathBuf,
+    pub bin_dir: PathBuf,
+    pub conf_dir: PathBuf,
+    pub conf_name: String,
+    /// The agent's state directory on the host (node state file, allocation store).
+    pub state_dir: PathBuf,
+}
+
+impl CniPaths {
+    pub fn conflist(&self) -> PathBuf {
+        self.conf_dir.join(&self.conf_name)
+    }
+
+    pub fn node_state_file(&self) -> PathBuf {
+        self.state_dir.join("node-state.json")
+    }
+
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.state_dir.join("ipam")
+    }
+}
+
+/// Why installing failed; nothing was changed when the config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("CNI_NETWORK_CONFIG: {0}")]
+    Config(String),
+    #[error("CNI_CONF_NAME: {0:?} must be a file name ending in .conflist")]
+    ConfName(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
+    move |source| InstallError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Checks the conflist with the plugins' parsers and fills in this node's state paths.
+pub fn prepare_conflist(text: &str, paths: &CniPaths) -> Result<String, InstallError> {
+    let fail = |message: String| InstallError::Config(message);
+    let mut conflist: Map<String, Value> = match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err(fail("must be a JSON object".into())),
+        Err(error) => return Err(fail(format!("not valid JSON: {error}"))),
+    };
+    let version = conflist.get("cniVersion").cloned().unwrap_or(Value::Null);
+    let name = conflist.get("name").cloned().unwrap_or(Value::Null);
+    let Some(Value::Array(plugins)) = conflist.get_mut("plugins") else {
+        return Err(fail("plugins: required, a list of plugin configs".into()));
+    };
+    let node_state = paths.node_state_file().display().to_string();
+    let ipam_dir = paths.ipam_dir().display().to_string();
+    let mut found_weft = false;
+    for (index, plugin) in plugins.iter_mut().enumerate() {
+        let Value::Object(plugin) = plugin else {
+            return Err(fail(format!("plugins[{index}]: must be an object")));
+        };
+        if plugin.get("type").and_then(Value::as_str) != Some("weft") {
+            continue;
+        }
+        found_weft = true;
+        plugin
+            .entry("nodeStateFile")
+            .or_insert_with(|| json!(node_state));
+        if let Some(Value::Object(ipam)) = plugin.get_mut("ipam")
+            && ipam.get("type").and_then(Value::as_str) == Some("weft-ipam")
+        {
+            ipam.entry("nodeStateFile")
+                .or_insert_with(|| json!(node_state));
+            ipam.entry("dataDir").or_insert_with(|| json!(ipam_dir));
+        }
+        let mut single = plugin.clone();
+        single.insert("cniVersion".into(), version.clone());
+        single.insert("name".into(), name.clone());
+        let bytes = serde_json::to_vec(&single).unwrap_or_default();
+        PluginConf::parse(&bytes)
+            .map_err(|error| fail(format!("plugins[{index}]: {}", error.msg)))?;
+        if single
+            .get("ipam")
+            .and_then(|ipam| ipam.get("type"))
+            .and_then(Value::as_str)
+            == Some("weft-ipam")
+        {
+            IpamConf::parse(&bytes)
+                .map_err(|error| fail(format!("plugins[{index}]: {}", error.msg)))?;
+        }
+    }
+    if !found_weft {
+        return Err(fail("plugins: no plugin of type \"weft\"".into()));
+    }
+    Ok(serde_json::to_string_pretty(&conflist).unwrap_or_default() + "\n")
+}
+
+/// Writes `bytes` to `target` through a temporary file and a rename, unless it already holds
+/// them. Returns whether the file changed.
+pub fn write_atomically(target: &Path, bytes: &[u8], mode: u32) -> Result<bool, InstallError> {
+    if std::fs::read(target).is_ok_and(|current| current == bytes) {
+        return Ok(false);
+    }
+    let dir = target.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let file_name = target
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{file_name}.weft-tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, target)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result.map_err(io_error(target))?;
+    Ok(true)
+}
+
+/// Installs binaries and conflist; returns what changed, for the log.
+pub fn install(paths: &CniPaths, network_config: &str) -> Result<Vec<PathBuf>, InstallError> {
+    if !paths.conf_name.ends_with(".conflist") || paths.conf_name.contains('/') {
+        return Err(InstallError::ConfName(paths.conf_name.clone()));
+    }
+    let conflist = prepare_conflist(network_config, paths)?;
+    let mut binaries = Vec::new();
+    for name in PLUGIN_BINARIES {
+        let source = paths.source_dir.join(name);
+        binaries.push((
+            paths.bin_dir.join(name),
+            std::fs::read(&source).map_err(io_error(&source))?,
+        ));
+    }
+    let mut changed = Vec::new();
+    for (target, bytes) in binaries {
+        if write_atomically(&target, &bytes, 0o755)? {
+            changed.push(target);
+        }
+    }
+    // The conflist last: the runtime uses weft only once the binaries are in place.
+    let target = paths.conflist();
+    if write_atomically(&target, conflist.as_bytes(), 0o644)? {
+        changed.push(target);
+    }
+    Ok(changed)
+}
+
+/// Removes the conflist and the binaries (missing files are fine).
+pub fn uninstall(paths: &CniPaths) -> Result<(), InstallError> {
+    let mut targets = vec![paths.conflist()];
+    targets.extend(PLUGIN_BINARIES.iter().map(|name| paths.bin_dir.join(name)));
+    for target in targets {
+        match std::fs::remove_file(&target) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(InstallError::Io {
+                    path: target,
+                    source: error,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(dir: &Path) -> CniPaths {
+        CniPaths {
+            source_dir: dir.join("src"),
+            bin_dir: dir.join("bin"),
+            conf_dir: dir.join("conf"),
+            conf_name: "10-weft.conflist".into(),
+            state_dir: dir.join("state"),
+        }
+    }
+
+    const CONFLIST: &str = r#"{"cniVersion": "1.1.0", "name": "weft",
+        "plugins": [{"type": "weft", "ipam": {"type": "weft-ipam", "mode": "pool"}}]}"#;
+
+    #[test]
+    fn state_paths_are_filled_in_and_kept_when_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = prepare_conflist(CONFLIST, &paths(dir.path())).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let state = dir.path().join("state/node-state.json");
+        assert_eq!(value["plugins"][0]["nodeStateFile"], json!(state));
+        assert_eq!(value["plugins"][0]["ipam"]["nodeStateFile"], json!(state));
+        assert_eq!(
+            value["plugins"][0]["ipam"]["dataDir"],
+            json!(dir.path().join("state/ipam"))
+        );
+        let preset = CONFLIST.replace(r#""mode": "pool""#, r#""mode": "pool", "dataDir": "/x""#);
+        let text = prepare_conflist(&preset, &paths(dir.path())).unwrap();
+        assert!(text.contains(r#""dataDir": "/x""#));
+    }
+
+    #[test]
+    fn bad_configs_name_the_field_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths(dir.path());
+        for (text, expected) in [
+            ("[]", "must be a JSON object"),
+            (
+                r#"{"cniVersion": "1.1.0", "name": "weft"}"#,
+                "plugins: required",
+            ),
+            (
+                &CONFLIST.replace(r#""type": "weft","#, r#""type": "weft", "mtu": 5,"#),
+                "plugins[0]: mtu: 5 is not allowed",
+            ),
+            (
+                &CONFLIST.replace("pool", "pond"),
+                "plugins[0]: ipam.mode: \"pond\" is not allowed",
+            ),
+        ] {
+            let error = install(&paths, text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+        assert!(!paths.conf_dir.exists() && !paths.bin_dir.exists());
+    }
+
+    #[test]
+    fn install_is_idempotent_and_uninstall_removes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths(dir.path());
+        std::fs::create_dir_all(&paths.source_dir).unwrap();
+        for name in PLUGIN_BINARIES {
+            std::fs::write(paths.source_dir.join(name), name).unwrap();
+        }
+        assert_eq!(install(&paths, CONFLIST).unwrap().len(), 3);
+        assert!(install(&paths, CONFLIST).unwrap().is_empty());
+        let mode = std::fs::metadata(paths.bin_dir.join("weft"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        let leftovers: Vec<_> = std::fs::read_dir(&paths.bin_dir)
+            .unwrap()
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.file_name().to_string_lossy().contains("weft-tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+        uninstall(&paths).unwrap();
+        assert!(!paths.conflist().exists() && !paths.bin_dir.join("weft").exists());
+        uninstall(&paths).unwrap();
+    }
+}

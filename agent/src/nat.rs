@@ -1,0 +1,91 @@
+//! natOutgoing: one nftables table, `inet weft_nat`, whose postrouting chain masquerades traffic
+//! from pools with natOutgoing Enabled to destinations outside every pool. Pod-to-pod traffic
+//! (destination in a pool) is never translated, whichever node the peer is on.
+//!
+//! The table is written whole in one `nft -f` transaction (delete + add), so there is never a
+//! moment without it; it holds two small interval sets and one rule.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use ipnet::Ipv4Net;
+
+/// The table the agent owns for NAT.
+pub const NAT_TABLE: &str = "weft_nat";
+
+/// The pools as NAT sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatState {
+    /// Every pool's CIDR.
+    pub all_pools: BTreeSet<Ipv4Net>,
+    /// The CIDRs of pools with natOutgoing Enabled.
+    pub masquerade: BTreeSet<Ipv4Net>,
+}
+
+fn elements(nets: &BTreeSet<Ipv4Net>) -> String {
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The script that replaces the table with `state`.
+pub fn script(state: &NatState) -> String {
+    let table = format!("inet {NAT_TABLE}");
+    let mut out = String::new();
+    let _ = writeln!(out, "add table {table}");
+    let _ = writeln!(out, "delete table {table}");
+    let _ = writeln!(out, "add table {table}");
+    for (name, nets) in [
+        ("pools", &state.all_pools),
+        ("masquerade", &state.masquerade),
+    ] {
+        let _ = writeln!(
+            out,
+            "add set {table} {name} {{ type ipv4_addr; flags interval; }}"
+        );
+        if !nets.is_empty() {
+            let _ = writeln!(out, "add element {table} {name} {{ {} }}", elements(nets));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "add chain {table} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}"
+    );
+    let _ = writeln!(
+        out,
+        "add rule {table} postrouting ip saddr @masquerade ip daddr != @pools masquerade"
+    );
+    out
+}
+
+/// The script that removes the table (uninstall).
+pub fn delete_script() -> String {
+    format!("add table inet {NAT_TABLE}\ndelete table inet {NAT_TABLE}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_masquerades_only_enabled_pools_to_outside_destinations() {
+        let state = NatState {
+            all_pools: ["10.1.0.0/16", "10.2.0.0/16"]
+                .iter()
+                .map(|n| n.parse().unwrap())
+                .collect(),
+            masquerade: ["10.1.0.0/16"].iter().map(|n| n.parse().unwrap()).collect(),
+        };
+        let text = script(&state);
+        assert!(text.contains("add element inet weft_nat pools { 10.1.0.0/16, 10.2.0.0/16 }"));
+        assert!(text.contains("add element inet weft_nat masquerade { 10.1.0.0/16 }"));
+        assert!(text.contains("ip saddr @masquerade ip daddr != @pools masquerade"));
+    }
+
+    #[test]
+    fn empty_sets_have_no_element_line() {
+        let text = script(&NatState::default());
+        assert!(!text.contains("add element"));
+    }
+}

@@ -1,0 +1,628 @@
+//! A multi-node cluster of network namespaces for the agent's tests.
+//!
+//! Underlay: a router namespace with two bridges (subnets `10.U.1.0/24` and `10.U.2.0/24`, U
+//! unique per test) and a third link to an "outside" namespace (`10.U.200.2`) that stands for
+//! the internet. Each node is a namespace with `eth0` on one of the bridges, registered as a
+//! Node of the local control plane, with its own `weft-agent run` process (programming that
+//! namespace), its own CNI bin, conf and state directories filled by `weft-agent install-cni`
+//! from the conflist the operator renders. Pods are namespaces attached by running the `weft`
+//! plugin inside the node's namespace; a Pod object with the node name and the address the
+//! plugin returned stands for each.
+
+#![allow(dead_code)]
+
+pub mod netns;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use weft_api::{Installation, IpPool};
+use weft_e2e::LocalCluster;
+
+pub use netns::*;
+
+static NEXT_ID: AtomicU8 = AtomicU8::new(0);
+
+/// The directory holding `weft-agent`, `weft` and `weft-ipam` (cargo builds them together).
+pub fn binaries_dir() -> PathBuf {
+    let agent = PathBuf::from(env!("CARGO_BIN_EXE_weft-agent"));
+    let dir = agent.parent().expect("binary directory").to_owned();
+    for plugin in ["weft", "weft-ipam"] {
+        assert!(
+            dir.join(plugin).exists(),
+            "{} is missing: build the plugins too (`cargo build -p weft-cni`; `make test` does)",
+            dir.join(plugin).display()
+        );
+    }
+    dir
+}
+
+/// The Installation every agent test shares (Weft IPAM), created once.
+pub async fn ensure_installation(client: &Client) {
+    let api: Api<Installation> = Api::all(client.clone());
+    let installation: Installation = serde_json::from_value(json!({
+        "apiVersion": "operator.weft.dev/v1", "kind": "Installation",
+        "metadata": {"name": "default"}, "spec": {}
+    }))
+    .unwrap();
+    match api.create(&PostParams::default(), &installation).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+        Err(error) => panic!("creating the Installation: {error}"),
+    }
+}
+
+/// The conflist the operator renders for the default Installation.
+pub fn rendered_conflist() -> String {
+    let facts = weft_operator::prepare::offline_facts();
+    let computed = weft_api::defaults(&Default::default(), &facts);
+    weft_operator::render::conflist(&computed)
+}
+
+/// One node: its namespace, directories and agent.
+pub struct TestNode {
+    pub name: String,
+    pub netns: String,
+    pub address: Ipv4Addr,
+    pub dir: PathBuf,
+    pub health_port: u16,
+    pub agent: Option<Child>,
+}
+
+impl TestNode {
+    pub fn bin_dir(&self) -> PathBuf {
+        self.dir.join("bin")
+    }
+    pub fn conf_dir(&self) -> PathBuf {
+        self.dir.join("conf")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+    pub fn node_state(&self) -> Value {
+        let text = std::fs::read_to_string(self.state_dir().join("node-state.json"))
+            .unwrap_or_else(|e| panic!("node state of {}: {e}", self.name));
+        serde_json::from_str(&text).unwrap()
+    }
+    /// `ip route show proto 81` inside the node.
+    pub fn weft_routes(&self) -> String {
+        sh(&["ip", "-n", &self.netns, "route", "show", "proto", "81"])
+    }
+}
+
+/// A pod attached by the plugin.
+#[derive(Clone, Debug)]
+pub struct TestPod {
+    pub name: String,
+    pub namespace: String,
+    pub netns: String,
+    pub node: usize,
+    pub ip: Ipv4Addr,
+    pub container_id: String,
+}
+
+/// The whole test cluster; dropping it kills the agents and deletes the namespaces.
+pub struct NodeCluster {
+    pub id: u8,
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    pub router: String,
+    pub outside: String,
+    pub nodes: Vec<TestNode>,
+    pub pods: Vec<TestPod>,
+    pub namespace: String,
+    pub pool_cidr: String,
+    pub extra_args: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+impl NodeCluster {
+    /// Builds the underlay with one node per entry of `subnets` (1 or 2), the test's k8s
+    /// namespace and an IPPool (`encapsulation`, natOutgoing) selecting only this test's nodes.
+    pub async fn new(
+        cluster: &LocalCluster,
+        subnets: &[u8],
+        encapsulation: &str,
+        nat_outgoing: &str,
+    ) -> Self {
+        require_root_tools();
+        let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+        let underlay = 160 + id;
+        let prefix = format!("wt{}-{id}", std::process::id() % 10000);
+        let router = format!("{prefix}-r");
+        let outside = format!("{prefix}-o");
+        for namespace in [&router, &outside] {
+            sh(&["ip", "netns", "add", namespace]);
+            sh(&["ip", "-n", namespace, "link", "set", "lo", "up"]);
+        }
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        for subnet in [1, 2] {
+            let bridge = format!("br{subnet}");
+            sh(&[
+                "ip", "-n", &router, "link", "add", &bridge, "type", "bridge",
+            ]);
+            let gateway = format!("10.{underlay}.{subnet}.1/24");
+            sh(&["ip", "-n", &router, "addr", "add", &gateway, "dev", &bridge]);
+            sh(&["ip", "-n", &router, "link", "set", &bridge, "up"]);
+        }
+        sh(&[
+            "ip", "-n", &router, "link", "add", "o0", "type", "veth", "peer", "name", "eth0",
+            "netns", &outside,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &router,
+            "addr",
+            "add",
+            &format!("10.{underlay}.200.1/24"),
+            "dev",
+            "o0",
+        ]);
+        sh(&["ip", "-n", &router, "link", "set", "o0", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &outside,
+            "addr",
+            "add",
+            &format!("10.{underlay}.200.2/24"),
+            "dev",
+            "eth0",
+        ]);
+        sh(&["ip", "-n", &outside, "link", "set", "eth0", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &outside,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("10.{underlay}.200.1"),
+        ]);
+
+        let client = cluster.client().await.expect("admin client");
+        ensure_installation(&client).await;
+        let namespace = format!("wt-{id}");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let object: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+        let _ = namespaces.create(&PostParams::default(), &object).await;
+        let pool_cidr = format!("172.{}.0.0/16", 16 + id);
+        let pool: IpPool = serde_json::from_value(json!({
+            "apiVersion": "network.weft.dev/v1", "kind": "IPPool",
+            "metadata": {"name": format!("wt-{id}")},
+            "spec": {"cidr": pool_cidr, "blockSize": 26, "encapsulation": encapsulation,
+                     "natOutgoing": nat_outgoing, "nodeSelector": format!("weft-test == 't{id}'")}
+        }))
+        .unwrap();
+        Api::<IpPool>::all(client.clone())
+            .create(&PostParams::default(), &pool)
+            .await
+            .expect("create the test IPPool");
+
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut this = Self {
+            id,
+            client,
+            kubeconfig: cluster.kubeconfig().to_owned(),
+            router,
+            outside,
+            nodes: Vec::new(),
+            pods: Vec::new(),
+            namespace,
+            pool_cidr,
+            extra_args: Vec::new(),
+            dir,
+        };
+        for subnet in subnets {
+            this.add_node(*subnet).await;
+        }
+        this
+    }
+
+    pub fn underlay(&self) -> u8 {
+        160 + self.id
+    }
+
+    /// The outside namespace's address.
+    pub fn outside_address(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.underlay(), 200, 2)
+    }
+
+    /// Adds a node namespace on `subnet`, its Node object and its CNI files (agent not started).
+    pub async fn add_node(&mut self, subnet: u8) -> usize {
+        let index = self.nodes.len();
+        let name = format!("wt-{}-n{index}", self.id);
+        let netns = format!("{}-n{index}", self.router.trim_end_matches("-r"));
+        let underlay = self.underlay();
+        let address = Ipv4Addr::new(10, underlay, subnet, 10 + index as u8);
+        sh(&["ip", "netns", "add", &netns]);
+        sh(&["ip", "-n", &netns, "link", "set", "lo", "up"]);
+        let port = format!("n{index}");
+        sh(&[
+            "ip",
+            "-n",
+            &self.router,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &netns,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &self.router,
+            "link",
+            "set",
+            &port,
+            "master",
+            &format!("br{subnet}"),
+            "up",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &netns,
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            "eth0",
+        ]);
+        sh(&["ip", "-n", &netns, "link", "set", "eth0", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &netns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("10.{underlay}.{subnet}.1"),
+        ]);
+
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"weft-test": format!("t{}", self.id)}},
+        }))
+        .unwrap();
+        Api::<Node>::all(self.client.clone())
+            .create(&PostParams::default(), &node)
+            .await
+            .expect("create the Node");
+        let dir = self.dir.path().join(&name);
+        let node = TestNode {
+            name,
+            netns,
+            address,
+            dir,
+            health_port: free_port(),
+            agent: None,
+        };
+        install_cni(&node);
+        self.nodes.push(node);
+        index
+    }
+
+    /// Starts the agent of node `index`.
+    pub fn start_agent(&mut self, index: usize) {
+        let node = &self.nodes[index];
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weft-agent"));
+        command
+            .arg("run")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("NODE_NAME", &node.name)
+            .env("WEFT_NETNS", format!("/run/netns/{}", node.netns))
+            .env("WEFT_STATE_DIR", node.state_dir())
+            .env("CNI_BIN_DIR", node.bin_dir())
+            .env("CNI_CONF_DIR", node.conf_dir())
+            .env("WEFT_HEALTH_ADDRESS", "127.0.0.1")
+            .env("WEFT_HEALTH_PORT", node.health_port.to_string())
+            .env("WEFT_LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.path().join(format!("{}.log", node.name)))
+                    .expect("agent log"),
+            );
+        for (key, value) in &self.extra_args {
+            command.env(key, value);
+        }
+        // The agent dies with the test process.
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("start weft-agent");
+        self.nodes[index].agent = Some(child);
+    }
+
+    /// Starts every agent and waits until each is ready.
+    pub async fn start_agents(&mut self) {
+        for index in 0..self.nodes.len() {
+            self.start_agent(index);
+        }
+        for index in 0..self.nodes.len() {
+            self.wait_ready(index).await;
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn agent_log(&self, index: usize) -> String {
+        std::fs::read_to_string(
+            self.dir
+                .path()
+                .join(format!("{}.log", self.nodes[index].name)),
+        )
+        .unwrap_or_default()
+    }
+
+    /// Waits until /readyz of node `index` answers 200.
+    pub async fn wait_ready(&mut self, index: usize) {
+        let port = self.nodes[index].health_port;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if http_status(port, "/readyz") == Some(200) {
+                return;
+            }
+            if let Some(child) = self.nodes[index].agent.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "agent of {} exited ({status}):\n{}",
+                    self.nodes[index].name,
+                    self.agent_log(index)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent of {} not ready after 60 s:\n{}",
+                self.nodes[index].name,
+                self.agent_log(index)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills the agent of node `index` with `signal`, and waits for it to exit.
+    pub fn stop_agent(&mut self, index: usize, signal: i32) {
+        if let Some(mut child) = self.nodes[index].agent.take() {
+            // SAFETY: kill on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Attaches a pod to node `index` with the plugin and creates its Pod object.
+    pub async fn add_pod(&mut self, index: usize, name: &str, labels: &[(&str, &str)]) -> TestPod {
+        let node = &self.nodes[index];
+        let netns = format!("{}-{name}", node.netns);
+        sh(&["ip", "netns", "add", &netns]);
+        sh(&["ip", "-n", &netns, "link", "set", "lo", "up"]);
+        let container_id = format!("{}-{name}", self.namespace);
+        let result = cni(node, "ADD", &container_id, &netns)
+            .unwrap_or_else(|error| panic!("ADD of {name} on {}: {error}", node.name));
+        let ip: Ipv4Addr = result["ips"][0]["address"]
+            .as_str()
+            .and_then(|text| text.split('/').next())
+            .and_then(|text| text.parse().ok())
+            .unwrap_or_else(|| panic!("no IPv4 address in {result}"));
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"nodeName": node.name, "containers": [{"name": "c", "image": "none:0"}],
+                     "tolerations": [{"operator": "Exists"}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create Pod");
+        let status = json!({"status": {"phase": "Running", "podIP": ip.to_string(),
+                                       "podIPs": [{"ip": ip.to_string()}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("set the Pod's IP");
+        let pod = TestPod {
+            name: name.to_owned(),
+            namespace: self.namespace.clone(),
+            netns,
+            node: index,
+            ip,
+            container_id,
+        };
+        self.pods.push(pod.clone());
+        pod
+    }
+
+    /// Deletes a Node object (the node namespace stays; its agent is stopped first).
+    pub async fn delete_node(&mut self, index: usize) {
+        self.stop_agent(index, libc::SIGKILL);
+        Api::<Node>::all(self.client.clone())
+            .delete(&self.nodes[index].name, &DeleteParams::default())
+            .await
+            .expect("delete Node");
+    }
+
+    /// Waits until `check` holds (polling every 50 ms), or panics with `what` after `limit`.
+    pub async fn until(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut check: impl FnMut() -> bool,
+    ) -> Duration {
+        let started = Instant::now();
+        while !check() {
+            assert!(started.elapsed() < limit, "{what}: not after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for NodeCluster {
+    fn drop(&mut self) {
+        for index in 0..self.nodes.len() {
+            self.stop_agent(index, libc::SIGKILL);
+        }
+        for pod in &self.pods {
+            let _ = try_sh(&["ip", "netns", "del", &pod.netns]);
+        }
+        for node in &self.nodes {
+            let _ = try_sh(&["ip", "netns", "del", &node.netns]);
+        }
+        let _ = try_sh(&["ip", "netns", "del", &self.outside]);
+        let _ = try_sh(&["ip", "netns", "del", &self.router]);
+    }
+}
+
+/// Runs `weft-agent install-cni` for a node with the operator's rendered conflist.
+pub fn install_cni(node: &TestNode) {
+    let output = Command::new(env!("CARGO_BIN_EXE_weft-agent"))
+        .arg("install-cni")
+        .env("CNI_BIN_DIR", node.bin_dir())
+        .env("CNI_CONF_DIR", node.conf_dir())
+        .env("WEFT_STATE_DIR", node.state_dir())
+        .env("WEFT_PLUGIN_DIR", binaries_dir())
+        .env("CNI_NETWORK_CONFIG", rendered_conflist())
+        .output()
+        .expect("run install-cni");
+    assert!(
+        output.status.success(),
+        "install-cni failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The `weft` plugin's config as the runtime derives it from the installed conflist.
+pub fn plugin_config(node: &TestNode) -> Value {
+    let text = std::fs::read_to_string(node.conf_dir().join("10-weft.conflist")).expect("conflist");
+    let conflist: Value = serde_json::from_str(&text).unwrap();
+    let mut plugin = conflist["plugins"][0].clone();
+    plugin["cniVersion"] = conflist["cniVersion"].clone();
+    plugin["name"] = conflist["name"].clone();
+    plugin
+}
+
+/// Runs the node's installed `weft` plugin inside the node's namespace.
+pub fn cni(
+    node: &TestNode,
+    command: &str,
+    container_id: &str,
+    pod_netns: &str,
+) -> Result<Value, String> {
+    let node_netns = std::fs::File::open(format!("/run/netns/{}", node.netns)).expect("node netns");
+    let raw = node_netns.as_raw_fd();
+    let mut process = Command::new(node.bin_dir().join("weft"));
+    process
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_NETNS", format!("/run/netns/{pod_netns}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", node.bin_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setns between fork and exec, the descriptor stays open in the parent.
+    unsafe {
+        process.pre_exec(move || {
+            if libc::setns(raw, libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = process.spawn().map_err(|e| e.to_string())?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(plugin_config(node).to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    drop(node_netns);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(serde_json::from_str(&stdout).unwrap_or(Value::Null))
+    } else {
+        Err(format!(
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// GET http://127.0.0.1:port/path → status code.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// GET http://127.0.0.1:port/path → body.
+pub fn http_body(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}
+
+/// The path of a node's namespace.
+pub fn netns_path(name: &str) -> PathBuf {
+    Path::new("/run/netns").join(name)
+}

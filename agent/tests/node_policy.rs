@@ -1,0 +1,167 @@
+//! Policy enforced by the agents between real pods on different nodes: the seed's blue policy
+//! (weft NetworkPolicy), Kubernetes default-deny ingress and egress with allow-by-label, and
+//! a pod's egress policy governing its traffic to its own node while the node always reaches
+//! its pods.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::networking::v1::NetworkPolicy as KubeNetworkPolicy;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use serde_json::json;
+use weft_api::NetworkPolicy;
+use weft_e2e::LocalCluster;
+
+async fn cluster() -> &'static LocalCluster {
+    let cluster = LocalCluster::shared()
+        .await
+        .expect("the local control plane is required for this test");
+    let client = cluster.client().await.expect("client");
+    weft_e2e::install_crds(&client, weft_api::crds(), "weft-agent-tests")
+        .await
+        .expect("install the CRDs");
+    cluster
+}
+
+/// Polls until `probe` gives `expected` (policy changes reach the nodes asynchronously).
+async fn settles(nodes: &NodeCluster, what: &str, expected: bool, probe: impl Fn() -> bool) {
+    nodes
+        .until(what, Duration::from_secs(10), || probe() == expected)
+        .await;
+}
+
+fn open(nodes: &NodeCluster, from: usize, to: usize, port: u16) -> bool {
+    tcp_probe(&nodes.pods[from].netns, nodes.pods[to].ip, port).is_some()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_blue_policy_holds_between_pods_on_different_nodes() {
+    let mut nodes =
+        NodeCluster::new(cluster().await, &[1, 2, 1], "VXLANCrossSubnet", "Enabled").await;
+    nodes.start_agents().await;
+    let blue = nodes.add_pod(0, "blue", &[("color", "blue")]).await;
+    nodes.add_pod(1, "red", &[("color", "red")]).await;
+    nodes.add_pod(2, "green", &[("color", "green")]).await;
+    for port in [80, 81] {
+        serve_tcp(&blue.netns, port);
+    }
+    assert!(
+        tcp_probe_eventually(&nodes.pods[1].netns, blue.ip, 81, 25).is_some(),
+        "open before the policy"
+    );
+    let policy: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "network.weft.dev/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "blue-policy", "namespace": nodes.namespace},
+        "spec": {"selector": "color == 'blue'", "ingress": [{"action": "Allow", "protocol": "TCP",
+                 "source": {"selector": "color == 'red'"}, "destination": {"ports": [80]}}]}
+    }))
+    .unwrap();
+    Api::<NetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create the blue policy");
+    settles(&nodes, "red → blue:81 denied", false, || {
+        open(&nodes, 1, 0, 81)
+    })
+    .await;
+    assert!(
+        open(&nodes, 1, 0, 80),
+        "red → blue:80 (other subnet, VXLAN) is allowed"
+    );
+    assert!(
+        !open(&nodes, 2, 0, 80),
+        "green → blue:80 (same subnet, direct) is denied"
+    );
+    // The node still reaches its selected pod (kubelet probes are never filtered).
+    let node = nodes.nodes[0].netns.clone();
+    assert!(
+        tcp_probe(&node, blue.ip, 81).is_some(),
+        "node → its own pod"
+    );
+    Api::<NetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
+        .delete("blue-policy", &DeleteParams::default())
+        .await
+        .unwrap();
+    settles(
+        &nodes,
+        "open again after the policy is deleted",
+        true,
+        || open(&nodes, 2, 0, 81),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_default_deny_and_allow_by_label_across_nodes() {
+    let mut nodes = NodeCluster::new(cluster().await, &[1, 2], "VXLANCrossSubnet", "Enabled").await;
+    nodes.start_agents().await;
+    let server = nodes.add_pod(0, "server", &[("app", "server")]).await;
+    nodes.add_pod(1, "client", &[("app", "client")]).await;
+    nodes.add_pod(1, "other", &[("app", "other")]).await;
+    serve_tcp(&server.netns, 8080);
+    serve_tcp(&nodes.pods[1].netns, 8080);
+    assert!(tcp_probe_eventually(&nodes.pods[2].netns, server.ip, 8080, 25).is_some());
+    let api: Api<KubeNetworkPolicy> = Api::namespaced(nodes.client.clone(), &nodes.namespace);
+    let policy = |name: &str, spec: serde_json::Value| -> KubeNetworkPolicy {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+    };
+    api.create(
+        &PostParams::default(),
+        &policy(
+            "deny-ingress",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+        ),
+    )
+    .await
+    .unwrap();
+    settles(&nodes, "default-deny ingress", false, || {
+        open(&nodes, 2, 0, 8080)
+    })
+    .await;
+    api.create(
+        &PostParams::default(),
+        &policy(
+            "allow-client",
+            json!({"podSelector": {"matchLabels": {"app": "server"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    settles(&nodes, "client allowed by label", true, || {
+        open(&nodes, 1, 0, 8080)
+    })
+    .await;
+    assert!(!open(&nodes, 2, 0, 8080), "other is still denied");
+    // Default-deny egress for the client: it can reach neither the server nor its own node.
+    api.create(
+        &PostParams::default(),
+        &policy(
+            "deny-egress",
+            json!({"podSelector": {"matchLabels": {"app": "client"}}, "policyTypes": ["Egress"]}),
+        ),
+    )
+    .await
+    .unwrap();
+    settles(&nodes, "client egress denied", false, || {
+        open(&nodes, 1, 0, 8080)
+    })
+    .await;
+    serve_tcp(&nodes.nodes[1].netns, 8081);
+    let node_address = nodes.nodes[1].address;
+    assert!(
+        tcp_probe(&nodes.pods[1].netns, node_address, 8081).is_none(),
+        "egress policy governs a pod's traffic to its own node"
+    );
+    assert!(
+        tcp_probe(&nodes.pods[2].netns, node_address, 8081).is_some(),
+        "a pod without egress policy reaches its node"
+    );
+    assert!(
+        tcp_probe(&nodes.nodes[1].netns, nodes.pods[1].ip, 8080).is_some(),
+        "the node reaches its pod whatever the policy"
+    );
+}
