@@ -30,4 +30,6 @@ pub struct Context {
     pub events: Events,
     pub metrics: Metrics,
     pub settings: Settings,
+    /// The pod MTU each node's agent publishes.
+    pub node_mtus: crate::node_mtu::NodeMtus,
 }

@@ -16,6 +16,7 @@ pub mod labels;
 pub mod leader;
 pub mod manifests;
 pub mod metrics;
+pub mod node_mtu;
 pub mod prepare;
 pub mod reconcile;
 pub mod render;

@@ -178,8 +178,13 @@ async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Err
         .await
         .map_err(Error::Pools)?;
     writes.extend(pool_report.writes.iter().cloned());
+    let (mtu, mtu_problem) = crate::node_mtu::effective(computed.network.mtu, &ctx.node_mtus);
+    let mut node = node_status(workloads.daemon_sets.first());
+    if let Some(problem) = mtu_problem {
+        node = crate::status::degrade(node, &problem);
+    }
     let components = vec![
-        node_status(workloads.daemon_sets.first()),
+        node,
         controllers_status(workloads.deployments.first()),
         pools_status(&pool_report.conflicts, &pool_report.draining, pools.len()),
     ];
@@ -188,7 +193,15 @@ async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Err
             .set_component(&status.name, State::of(status).name());
     }
     let desired = installation_conditions(&components, None);
-    let changed = update_status(installation, ctx, &computed, components.clone(), &desired).await?;
+    let changed = update_status(
+        installation,
+        ctx,
+        &computed,
+        mtu,
+        components.clone(),
+        &desired,
+    )
+    .await?;
     announce(installation, ctx, &writes, &components, changed).await;
     let waiting = components
         .iter()
@@ -204,6 +217,7 @@ async fn update_status(
     installation: &Installation,
     ctx: &Context,
     computed: &weft_api::ComputedInstallation,
+    mtu: Option<i32>,
     components: Vec<ComponentStatus>,
     desired: &[Desired],
 ) -> Result<bool, Error> {
@@ -212,7 +226,7 @@ async fn update_status(
     let status = InstallationStatus {
         observed_generation: generation,
         conditions: merge(&previous.conditions, desired, generation, &now()),
-        mtu: computed.network.mtu,
+        mtu,
         computed: Some(computed.clone()),
         components,
     };

@@ -198,11 +198,13 @@ async fn control(
     mut shutdown: watch::Receiver<bool>,
     leading: Option<watch::Receiver<bool>>,
 ) -> Result<(), RunError> {
+    let node_mtus = crate::node_mtu::NodeMtus::default();
     let ctx = Arc::new(Context {
         client: client.clone(),
         events: Events::new(client.clone(), &options.identity),
         metrics: handles.metrics.clone(),
         settings: options.settings.clone(),
+        node_mtus: node_mtus.clone(),
     });
     let (lost_tx, mut lost_rx) = watch::channel(false);
     let stop = async move {
@@ -223,7 +225,10 @@ async fn control(
         watcher::Config::default(),
     )
     .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
-    .reconcile_all_on(child_changes(&client))
+    .reconcile_all_on(stream::select(
+        child_changes(&client),
+        crate::node_mtu::watch(&client, node_mtus).boxed(),
+    ))
     .graceful_shutdown_on(stop)
     .run(reconcile, error_policy, ctx)
     .for_each(|result| async move {

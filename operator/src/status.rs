@@ -23,6 +23,15 @@ fn component(name: &str, state: State, message: String) -> ComponentStatus {
     }
 }
 
+/// `status` marked Degraded with `problem` added to its message.
+pub fn degrade(status: ComponentStatus, problem: &str) -> ComponentStatus {
+    let message = match status.message {
+        Some(message) => format!("{message}; {problem}"),
+        None => problem.to_owned(),
+    };
+    component(&status.name, State::Degraded, message)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     Available,

@@ -1,32 +1,21 @@
 //! ConfigMap `weft-cni-config`: the CNI network configuration list the node agent's `install-cni`
-//! step writes into the host's CNI config directory. Plugin `weft` (pod interface, MTU, state) with
-//! delegated IPAM `weft-ipam`: `"mode": "pool"` takes addresses from the node's IP pool blocks,
-//! `"mode": "host-local"` from the node's `spec.podCIDR`.
+//! step writes into the host's CNI config directory. Plugin `weft` (pod interface, MTU) with
+//! IPAM `weft-ipam`: `"mode": "pool"` takes addresses from the node's IP pool blocks,
+//! `"mode": "host-local"` from the node's `spec.podCIDR`. Every field here is one the plugins
+//! read; install-cni adds only the paths of the node's state (node state file, allocation
+//! store), which default to /var/lib/weft on a node.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
-use weft_api::{ComputedInstallation, IpamType, LogLevel};
+use weft_api::{ComputedInstallation, IpamType};
 
 use super::Meta;
 
 pub const CNI_CONFIG_NAME: &str = "weft-cni-config";
 /// The ConfigMap key holding the conflist, also its file name on the host.
 pub const CNI_CONFIG_KEY: &str = "10-weft.conflist";
-/// Where the `weft` plugin keeps per-pod state on the host.
-const STATE_DIR: &str = "/var/lib/weft/cni";
-
-fn log_level(level: LogLevel) -> &'static str {
-    match level {
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
-        LogLevel::Trace => "trace",
-    }
-}
-
 fn ipam(ipam_type: IpamType) -> Value {
     match ipam_type {
         IpamType::Weft => json!({"type": "weft-ipam", "mode": "pool"}),
@@ -37,13 +26,12 @@ fn ipam(ipam_type: IpamType) -> Value {
 }
 
 /// The conflist as pretty JSON (keys sorted, so the text and its hash are stable). `mtu` is
-/// present only when the Installation sets one; without it the node agent's `install-cni` step
-/// writes the MTU it detects from the node's interfaces.
+/// present only when the Installation sets one; without it the plugin takes the MTU the node
+/// agent detects (host MTU minus encapsulation overhead) from the node state file at each ADD,
+/// so an interface or pool change reaches new pods without rewriting the conflist.
 pub fn conflist(computed: &ComputedInstallation) -> String {
     let mut plugin = json!({
         "type": "weft",
-        "stateDir": STATE_DIR,
-        "logLevel": log_level(computed.log_level),
         "ipam": ipam(computed.cni.ipam_type),
     });
     if let (Some(mtu), Some(fields)) = (computed.network.mtu, plugin.as_object_mut()) {

@@ -4,8 +4,9 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
-    PodSpec, PodTemplateSpec, SeccompProfile, SecurityContext, WeightedPodAffinityTerm,
+    Affinity, Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecurityContext,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -57,6 +58,21 @@ fn spread() -> Option<Affinity> {
     })
 }
 
+/// An env var from the pod's own fields (the Lease namespace and the replica's identity).
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 pub fn deployment(
     meta: &Meta,
     computed: &ComputedInstallation,
@@ -66,6 +82,10 @@ pub fn deployment(
         image: Some(image(computed)),
         image_pull_policy: Some(pull_policy(computed)),
         command: Some(vec!["weft-agent".into(), "controllers".into()]),
+        env: Some(vec![
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            field_env("POD_NAME", "metadata.name"),
+        ]),
         resources: resources(computed, ComponentName::Controllers),
         security_context: restricted(),
         ..Default::default()

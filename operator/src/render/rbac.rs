@@ -45,8 +45,14 @@ const READ: &[&str] = &["get", "list", "watch"];
 
 fn node_rules() -> Vec<PolicyRule> {
     vec![
-        // The agent reads its own Node (podCIDR, addresses) and the other nodes (routes to their blocks).
-        rule(&[""], &["nodes"], READ),
+        // The agent reads its own Node (podCIDR, labels) and the other nodes (routes to their
+        // blocks); it publishes its address, VTEP MAC and MTU as annotations on its Node.
+        rule(&[""], &["nodes"], &["get", "list", "watch", "patch"]),
+        // NetworkUnavailable=False once the node's network is programmed.
+        rule(&[""], &["nodes/status"], &["patch"]),
+        // The Installation says how to find the node address and which IPAM is in use; on stop
+        // the agent checks whether weft is being uninstalled.
+        rule(&["operator.weft.dev"], &["installations"], READ),
         // Pod labels, IPs and service accounts decide which policies apply to each endpoint.
         rule(&[""], &["pods", "namespaces", "serviceaccounts"], READ),
         // Kubernetes NetworkPolicies are enforced alongside weft's own.
@@ -74,8 +80,6 @@ fn controllers_rules() -> Vec<PolicyRule> {
     vec![
         // Blocks of deleted nodes are garbage collected.
         rule(&[""], &["nodes"], READ),
-        // Addresses of pods that no longer exist are released.
-        rule(&[""], &["pods"], READ),
         // Blocks are read and released.
         rule(
             &["network.weft.dev"],
@@ -89,6 +93,14 @@ fn controllers_rules() -> Vec<PolicyRule> {
             &["ippools/status"],
             &["get", "update", "patch"],
         ),
+        // One replica acts at a time (leader Lease).
+        rule(
+            &["coordination.k8s.io"],
+            &["leases"],
+            &["get", "list", "watch", "create", "update", "patch"],
+        ),
+        // An Event for every block released.
+        rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
     ]
 }
 
