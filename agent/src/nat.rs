@@ -37,8 +37,8 @@ pub fn script(state: &NatState) -> String {
     let _ = writeln!(out, "delete table {table}");
     let _ = writeln!(out, "add table {table}");
     for (name, nets) in [
-        ("pools", &state.all_pools),
-        ("masquerade", &state.masquerade),
+        ("pool_cidrs", &state.all_pools),
+        ("nat_sources", &state.masquerade),
     ] {
         let _ = writeln!(
             out,
@@ -54,7 +54,7 @@ pub fn script(state: &NatState) -> String {
     );
     let _ = writeln!(
         out,
-        "add rule {table} postrouting ip saddr @masquerade ip daddr != @pools masquerade"
+        "add rule {table} postrouting ip saddr @nat_sources ip daddr != @pool_cidrs masquerade"
     );
     out
 }
@@ -78,9 +78,9 @@ mod tests {
             masquerade: ["10.1.0.0/16"].iter().map(|n| n.parse().unwrap()).collect(),
         };
         let text = script(&state);
-        assert!(text.contains("add element inet weft_nat pools { 10.1.0.0/16, 10.2.0.0/16 }"));
-        assert!(text.contains("add element inet weft_nat masquerade { 10.1.0.0/16 }"));
-        assert!(text.contains("ip saddr @masquerade ip daddr != @pools masquerade"));
+        assert!(text.contains("add element inet weft_nat pool_cidrs { 10.1.0.0/16, 10.2.0.0/16 }"));
+        assert!(text.contains("add element inet weft_nat nat_sources { 10.1.0.0/16 }"));
+        assert!(text.contains("ip saddr @nat_sources ip daddr != @pool_cidrs masquerade"));
     }
 
     #[test]
