@@ -141,9 +141,14 @@ async fn no_encapsulation_routes_the_subnet_directly_and_cannot_cross_subnets() 
         !routes.contains(&d_block),
         "no route may point across subnets without encapsulation:\n{routes}"
     );
-    let c_block = nodes.nodes[1].node_state()["blocks"][0].as_str().unwrap().to_owned();
+    let c_block = nodes.nodes[1].node_state()["blocks"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        routes.lines().any(|l| l.starts_with(&c_block) && l.contains("dev eth0")),
+        routes
+            .lines()
+            .any(|l| l.starts_with(&c_block) && l.contains("dev eth0")),
         "{routes}"
     );
 }

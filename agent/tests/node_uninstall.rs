@@ -1,0 +1,68 @@
+//! Stop and uninstall: an agent stopped while weft is installed (a rolling update) leaves the
+//! node's network in place; once the Installation is deleted, a stopped agent removes its CNI
+//! config and plugins, its routes, VXLAN device, nft tables and node state. Its own test binary:
+//! it deletes the cluster's Installation.
+
+mod common;
+
+use common::*;
+use kube::Api;
+use weft_api::Installation;
+use weft_e2e::LocalCluster;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_network_stays_on_restart_and_goes_with_the_installation() {
+    let cluster = LocalCluster::shared()
+        .await
+        .expect("the local control plane is required");
+    let client = cluster.client().await.unwrap();
+    weft_e2e::install_crds(&client, weft_api::crds(), "weft-agent-tests")
+        .await
+        .unwrap();
+    let mut nodes = NodeCluster::new(cluster, &[1, 2], "VXLAN", "Enabled").await;
+    nodes.start_agents().await;
+    let node = &nodes.nodes[0];
+    let files = [
+        node.conf_dir().join("10-weft.conflist"),
+        node.bin_dir().join("weft"),
+        node.bin_dir().join("weft-ipam"),
+        node.state_dir().join("node-state.json"),
+    ];
+    let kernel_state = |netns: &str| {
+        (
+            sh(&["ip", "-n", netns, "route", "show", "proto", "81"]),
+            try_sh(&["ip", "-n", netns, "link", "show", "weft.vxlan"]).is_some(),
+            sh(&["ip", "netns", "exec", netns, "nft", "list", "tables"]),
+        )
+    };
+    nodes.stop_agent(0, libc::SIGTERM);
+    let netns = nodes.nodes[0].netns.clone();
+    let (routes, vxlan, tables) = kernel_state(&netns);
+    assert!(
+        files.iter().all(|file| file.exists()),
+        "a stopped agent keeps the CNI files"
+    );
+    assert!(
+        !routes.is_empty() && vxlan,
+        "a stopped agent keeps routes and VXLAN:\n{routes}"
+    );
+    assert!(
+        tables.contains("weft_policy") && tables.contains("weft_nat"),
+        "{tables}"
+    );
+
+    nodes.start_agent(0);
+    nodes.wait_ready(0).await;
+    Api::<Installation>::all(client.clone())
+        .delete("default", &Default::default())
+        .await
+        .expect("delete the Installation");
+    nodes.stop_agent(0, libc::SIGTERM);
+    let (routes, vxlan, tables) = kernel_state(&netns);
+    for file in &files {
+        assert!(!file.exists(), "{} remains after uninstall", file.display());
+    }
+    assert!(routes.is_empty(), "routes remain:\n{routes}");
+    assert!(!vxlan, "weft.vxlan remains");
+    assert!(!tables.contains("weft_"), "tables remain: {tables}");
+}
