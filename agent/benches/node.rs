@@ -1,0 +1,442 @@
+//! The node agent at scale, on the local control plane and a real node namespace:
+//!
+//! - RSS of `weft-agent run` with 1,000 nodes (each with a block and published VTEP), 10,000
+//!   pods with addresses and 1,000 policies in the API;
+//! - a policy change (one pod's labels) → the next sync programmed on the node, end to end
+//!   (API write to nft applied), p50/p99 over repeated changes;
+//! - a node added (Node with its annotations and an IPAMBlock) → its route in the kernel;
+//! - pod ADD and DEL through the conflist install-cni wrote and the node state the agent wrote,
+//!   against the reference `ptp` + `host-local` (Debian, /usr/lib/cni) in the same namespace.
+//!
+//! Run as root: `cargo bench -p weft-agent --bench node` (release build). Sizes can be lowered
+//! with WEFT_BENCH_NODES / WEFT_BENCH_PODS / WEFT_BENCH_POLICIES.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy as KubeNetworkPolicy;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use weft_api::{GlobalNetworkPolicy, IpamBlock, NetworkPolicy};
+use weft_e2e::{ClusterOptions, LocalCluster};
+
+const NAMESPACES: usize = 20;
+const APPS: usize = 100;
+const CONCURRENCY: usize = 32;
+
+fn size(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Blocks of the fake nodes: the upper half of the test pool (the real node claims anywhere
+/// free; a claim that meets one of these moves on).
+fn block_of(index: usize, id: u8) -> String {
+    let base = u32::from(Ipv4Addr::new(172, 16 + id, 128, 0));
+    format!("{}/26", Ipv4Addr::from(base + (index as u32) * 64))
+}
+
+async fn run_all<F>(futures: Vec<F>)
+where
+    F: std::future::Future<Output = ()>,
+{
+    stream::iter(futures)
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+async fn create_nodes(client: &Client, id: u8, count: usize) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let blocks: Api<IpamBlock> = Api::all(client.clone());
+    let work = (1..=count).map(|index| {
+        let (nodes, blocks) = (nodes.clone(), blocks.clone());
+        async move {
+            let name = format!("bench-node-{index}");
+            let node: Node = serde_json::from_value(json!({"metadata": {
+                "name": name, "labels": {"weft-test": format!("t{id}")},
+                "annotations": {
+                    "network.weft.dev/ipv4-address": format!("10.210.{}.{}/16", index / 250, index % 250 + 1),
+                    "network.weft.dev/vxlan-mac": format!("02:00:00:00:{:02x}:{:02x}", index / 256, index % 256),
+                    "network.weft.dev/mtu": "1450"}}}))
+            .unwrap();
+            nodes
+                .create(&PostParams::default(), &node)
+                .await
+                .expect("create Node");
+            let cidr: ipnet::IpNet = block_of(index, id).parse().unwrap();
+            let block = IpamBlock::for_cidr(cidr, &format!("wt-{id}"), &name);
+            blocks
+                .create(&PostParams::default(), &block)
+                .await
+                .expect("create block");
+        }
+    });
+    run_all(work.collect()).await;
+}
+
+fn pod_ip(index: usize) -> Ipv4Addr {
+    Ipv4Addr::from(0x0AF0_0000u32 + index as u32 + 1)
+}
+
+async fn create_pods(client: &Client, count: usize, local_node: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for n in 0..NAMESPACES {
+        let namespace: Namespace = serde_json::from_value(json!({"metadata": {
+            "name": format!("bench-{n}"), "labels": {"team": format!("team-{}", n % 5)}}}))
+        .unwrap();
+        let _ = namespaces.create(&PostParams::default(), &namespace).await;
+    }
+    let work = (0..count).map(|index| {
+        let client = client.clone();
+        let node = if index % 100 == 0 {
+            local_node.to_owned()
+        } else {
+            format!("bench-node-{}", index % 1000 + 1)
+        };
+        async move {
+            let namespace = format!("bench-{}", index % NAMESPACES);
+            let pods: Api<Pod> = Api::namespaced(client, &namespace);
+            let name = format!("pod-{index}");
+            let tier = ["frontend", "backend", "db"][index % 3];
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": {"app": format!("app-{}", index % APPS),
+                             "tier": tier}},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "none:0",
+                         "ports": [{"name": "http", "containerPort": 8080}]}],
+                         "tolerations": [{"operator": "Exists"}]}}))
+            .unwrap();
+            pods.create(&PostParams::default(), &pod)
+                .await
+                .expect("create Pod");
+            let ip = pod_ip(index).to_string();
+            let status =
+                json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}});
+            pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .expect("Pod status");
+        }
+    });
+    run_all(work.collect()).await;
+}
+
+async fn create_policy(client: Client, i: usize) {
+    let namespace = format!("bench-{}", i % NAMESPACES);
+    let (app, peer) = (
+        format!("app-{}", i % APPS),
+        format!("app-{}", (i * 7 + 3) % APPS),
+    );
+    let created = match i % 10 {
+        0..=5 => {
+            let policy: KubeNetworkPolicy = serde_json::from_value(json!({
+                "metadata": {"name": format!("k-{i}")},
+                "spec": {"podSelector": {"matchLabels": {"app": app}},
+                         "policyTypes": ["Ingress", "Egress"],
+                         "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": peer}}}],
+                                      "ports": [{"port": 8080}, {"port": "http"}]}],
+                         "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.9.0.0/16"]}}]}]}}))
+            .unwrap();
+            Api::<KubeNetworkPolicy>::namespaced(client, &namespace)
+                .create(&PostParams::default(), &policy)
+                .await
+                .map(drop)
+        }
+        6..=8 => {
+            let policy: NetworkPolicy = serde_json::from_value(json!({
+                "apiVersion": "network.weft.dev/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": format!("w-{i}"), "namespace": namespace},
+                "spec": {"order": (i % 50) as f64, "selector": format!("app == '{app}'"),
+                         "ingress": [{"action": "Deny", "protocol": "TCP", "destination": {"ports": ["9000:9100"]}},
+                                     {"action": "Allow", "source": {"selector": format!("app in {{'{peer}', 'app-1'}}")}}]}}))
+            .unwrap();
+            Api::<NetworkPolicy>::namespaced(client, &namespace)
+                .create(&PostParams::default(), &policy)
+                .await
+                .map(drop)
+        }
+        _ => {
+            let policy: GlobalNetworkPolicy = serde_json::from_value(json!({
+                "apiVersion": "network.weft.dev/v1", "kind": "GlobalNetworkPolicy",
+                "metadata": {"name": format!("g-{i}")},
+                "spec": {"selector": format!("tier == 'db' && app == '{app}'"),
+                         "namespaceSelector": format!("team == 'team-{}'", i % 5),
+                         "ingress": [{"action": "Log"}, {"action": "Pass"}]}}))
+            .unwrap();
+            Api::<GlobalNetworkPolicy>::all(client)
+                .create(&PostParams::default(), &policy)
+                .await
+                .map(drop)
+        }
+    };
+    created.unwrap_or_else(|error| panic!("create policy {i}: {error}"));
+}
+
+async fn create_policies(client: &Client, count: usize) {
+    run_all((0..count).map(|i| create_policy(client.clone(), i)).collect()).await;
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn memory(pid: u32) -> String {
+    format!(
+        "VmRSS {:.1} MiB, VmHWM (peak) {:.1} MiB",
+        status_kib(pid, "VmRSS:") as f64 / 1024.0,
+        status_kib(pid, "VmHWM:") as f64 / 1024.0
+    )
+}
+
+fn synced_ok(port: u16) -> u64 {
+    http_body(port, "/metrics")
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("weft_agent_syncs_total{result=\"ok\"} ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn report(what: &str, samples: &mut [Duration]) {
+    samples.sort();
+    let at = |quantile: f64| {
+        let index = ((samples.len() as f64 - 1.0) * quantile).round() as usize;
+        samples[index].as_secs_f64() * 1e3
+    };
+    println!(
+        "{what}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        samples.len()
+    );
+}
+
+/// Runs the reference `ptp` (with `host-local`) inside the node namespace; returns its duration.
+fn reference_call(
+    node_netns: &str,
+    command: &str,
+    container: &str,
+    pod_netns: &str,
+    config: &str,
+) -> Duration {
+    let netns = std::fs::File::open(format!("/run/netns/{node_netns}")).unwrap();
+    let raw = netns.as_raw_fd();
+    let started = Instant::now();
+    let mut process = Command::new("/usr/lib/cni/ptp");
+    process
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container)
+        .env("CNI_NETNS", format!("/run/netns/{pod_netns}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setns between fork and exec.
+    unsafe {
+        process.pre_exec(move || {
+            if libc::setns(raw, libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = process.spawn().expect("run /usr/lib/cni/ptp");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(config.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "reference {command} failed");
+    started.elapsed()
+}
+
+/// 100 pods ADDed then DELeted (with their namespaces) by weft and by the reference.
+fn add_del_comparison(nodes: &NodeCluster, pods: usize) {
+    let node = &nodes.nodes[0];
+    let data_dir = node.dir.join("reference-ipam");
+    let reference = json!({"cniVersion": "1.0.0", "name": "reference", "type": "ptp", "mtu": 1450,
+        "ipam": {"type": "host-local", "subnet": "10.199.0.0/16", "dataDir": data_dir}})
+    .to_string();
+    // [weft, reference] × [ADD, DEL]
+    let mut totals = [[Duration::ZERO; 2]; 2];
+    for (side, total) in totals.iter_mut().enumerate() {
+        let names: Vec<String> = (0..pods)
+            .map(|i| format!("{}-c{side}-{i}", node.netns))
+            .collect();
+        for name in &names {
+            sh(&["ip", "netns", "add", name]);
+        }
+        for name in &names {
+            total[0] += if side == 0 {
+                let started = Instant::now();
+                cni(node, "ADD", name, name).expect("weft ADD");
+                started.elapsed()
+            } else {
+                reference_call(&node.netns, "ADD", name, name, &reference)
+            };
+        }
+        for name in &names {
+            let started = Instant::now();
+            if side == 0 {
+                cni(node, "DEL", name, name).expect("weft DEL");
+            } else {
+                reference_call(&node.netns, "DEL", name, name, &reference);
+            }
+            sh(&["ip", "netns", "del", name]);
+            total[1] += started.elapsed();
+        }
+    }
+    let per_pod = |total: Duration| total.as_secs_f64() * 1e3 / pods as f64;
+    for (index, what) in ["ADD", "DEL (with namespace deletion)"].iter().enumerate() {
+        println!(
+            "{what} per pod: weft {:.2} ms, ptp+host-local {:.2} ms, ratio {:.2}",
+            per_pod(totals[0][index]),
+            per_pod(totals[1][index]),
+            totals[0][index].as_secs_f64() / totals[1][index].as_secs_f64()
+        );
+    }
+}
+
+/// Relabels a local pod back and forth; each sample is API write → next sync finished.
+async fn policy_changes(client: &Client, port: u16, rounds: usize) -> Vec<Duration> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "bench-0");
+    let mut samples = Vec::new();
+    for round in 0..rounds {
+        let before = synced_ok(port);
+        let app = format!("app-{}", if round % 2 == 0 { 7 } else { 0 });
+        let patch = json!({"metadata": {"labels": {"app": app}}});
+        let started = Instant::now();
+        pods.patch("pod-0", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        while synced_ok(port) == before {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+/// Adds nodes with a block each; each sample is API write → the route in the node's kernel.
+async fn nodes_added(nodes: &NodeCluster, first: usize, rounds: usize) -> Vec<Duration> {
+    let kernel =
+        weft_agent::kernel::Kernel::open(Some(&netns_path(&nodes.nodes[0].netns))).unwrap();
+    let nodes_api: Api<Node> = Api::all(nodes.client.clone());
+    let blocks: Api<IpamBlock> = Api::all(nodes.client.clone());
+    let mut samples = Vec::new();
+    for round in 0..rounds {
+        let index = first + round;
+        let name = format!("bench-node-{index}");
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": name,
+            "annotations": {"network.weft.dev/ipv4-address": format!("10.211.0.{}/16", round + 1),
+                            "network.weft.dev/vxlan-mac": format!("02:00:00:01:00:{round:02x}")}}}))
+        .unwrap();
+        let cidr = block_of(index, nodes.id);
+        let destination: ipnet::Ipv4Net = cidr.parse().unwrap();
+        let block = IpamBlock::for_cidr(
+            destination.into(),
+            &format!("wt-{}", nodes.id),
+            &name,
+        );
+        let started = Instant::now();
+        nodes_api
+            .create(&PostParams::default(), &node)
+            .await
+            .unwrap();
+        blocks.create(&PostParams::default(), &block).await.unwrap();
+        loop {
+            let routes = kernel
+                .netlink(weft_agent::kernel::netlink::weft_routes)
+                .unwrap();
+            if routes.iter().any(|route| route.destination == destination) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    if std::env::args().any(|arg| arg == "--test" || arg == "--list") {
+        println!("node bench: run it with `cargo bench -p weft-agent --bench node`");
+        return;
+    }
+    let (node_count, pod_count, policy_count) = (
+        size("WEFT_BENCH_NODES", 1000),
+        size("WEFT_BENCH_PODS", 10_000),
+        size("WEFT_BENCH_POLICIES", 1000),
+    );
+    let cluster = LocalCluster::start(ClusterOptions::default())
+        .await
+        .expect("local control plane");
+    let client = cluster.client().await.unwrap();
+    weft_e2e::install_crds(&client, weft_api::crds(), "weft-agent-bench")
+        .await
+        .unwrap();
+    let mut nodes = NodeCluster::new(&cluster, &[1], "VXLANCrossSubnet", "Enabled").await;
+    let started = Instant::now();
+    create_nodes(&client, nodes.id, node_count).await;
+    create_pods(&client, pod_count, &nodes.nodes[0].name).await;
+    create_policies(&client, policy_count).await;
+    println!(
+        "API filled in {:.0?}: {node_count} nodes with a block each, {pod_count} pods ({} on the measured node), {policy_count} policies",
+        started.elapsed(),
+        pod_count.div_ceil(100)
+    );
+    let started = Instant::now();
+    nodes.start_agents().await;
+    let pid = nodes.nodes[0].agent.as_ref().unwrap().id();
+    println!(
+        "agent ready (every watch listed, first full sync programmed) in {:.2?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("agent memory after the first sync: {}", memory(pid));
+    let routes = nodes.nodes[0].weft_routes().lines().count();
+    println!("weft routes on the node: {routes}");
+    let port = nodes.nodes[0].health_port;
+    report(
+        "policy change (local pod relabelled) → next sync programmed",
+        &mut policy_changes(&client, port, 60).await,
+    );
+    report(
+        "node added → its route on the measured node",
+        &mut nodes_added(&nodes, node_count + 1, 40).await,
+    );
+    println!("agent memory at the end: {}", memory(pid));
+    add_del_comparison(&nodes, 100);
+}
