@@ -203,6 +203,7 @@ async fn control(
         events: Events::new(client.clone(), &options.identity),
         metrics: handles.metrics.clone(),
         settings: options.settings.clone(),
+        retries: Default::default(),
     });
     let (lost_tx, mut lost_rx) = watch::channel(false);
     let stop = async move {
