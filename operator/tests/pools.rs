@@ -1,7 +1,8 @@
 //! IP pools on a real control plane, the operator acting under its own ClusterRole: pools added
 //! and removed with the Installation, a removed pool kept (disabled) while a block still
 //! references it, an unmanaged differing pool reported with the way out then adopted once
-//! identical, and an invalid change reported as Degraded with nothing changed.
+//! identical, an invalid change reported as Degraded with nothing changed, and unschedulable
+//! controllers pods named in the status.
 
 mod common;
 
@@ -262,6 +263,42 @@ async fn invalid_change_changes_nothing(
     Ok(())
 }
 
+/// Controllers pods that cannot be scheduled (no node matches the Installation's
+/// controlPlaneNodeSelector): the controllers component names a pod and why.
+async fn unschedulable_pods_are_named_in_the_status(client: &Client) -> anyhow::Result<()> {
+    let pools = json!([
+        pool("pool-a", "10.10.0.0/16"),
+        pool("pool-c", "10.30.0.0/16")
+    ]);
+    apply_installation(
+        client,
+        json!({"network": {"ipPools": pools},
+            "controlPlaneNodeSelector": {"weft.test/no-such-node": "true"}}),
+    )
+    .await?;
+    let stuck = wait_status(client, "the controllers' unschedulable pod named", |i| {
+        controllers_message(i).contains(": pod weft-system/weft-controllers-")
+    })
+    .await?;
+    let message = controllers_message(&stuck);
+    assert!(
+        message.contains("on node (none): unschedulable ("),
+        "the message says why: {message}"
+    );
+    apply_installation(client, json!({"network": {"ipPools": pools}})).await?;
+    wait_available(client, LIMIT).await?;
+    Ok(())
+}
+
+fn controllers_message(installation: &Installation) -> String {
+    installation
+        .status
+        .as_ref()
+        .and_then(|status| status.components.iter().find(|c| c.name == "controllers"))
+        .and_then(|component| component.message.clone())
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn pools_follow_the_installation() -> anyhow::Result<()> {
     let cluster = cluster().await?;
@@ -271,5 +308,6 @@ async fn pools_follow_the_installation() -> anyhow::Result<()> {
     add_and_remove_pools(&client).await?;
     unmanaged_pool_conflict_then_adoption(&client).await?;
     invalid_change_changes_nothing(&client, &operator).await?;
+    unschedulable_pods_are_named_in_the_status(&client).await?;
     operator.stop().await
 }
