@@ -8,7 +8,7 @@ fn the_operator_depends_on_the_selector_grammar_alone() {
     let output = Command::new(env!("CARGO"))
         .args([
             "tree",
-            "--offline",
+            "--locked",
             "-p",
             "weft-operator",
             "-e",

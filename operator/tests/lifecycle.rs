@@ -237,6 +237,22 @@ async fn hand_edit_is_reverted(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Server-side applies `object` to DaemonSet weft-node as field manager `manager`.
+async fn apply_to_node_daemon_set(
+    client: &Client,
+    manager: &str,
+    object: serde_json::Value,
+) -> anyhow::Result<()> {
+    Api::<DaemonSet>::namespaced(client.clone(), NAMESPACE)
+        .patch(
+            "weft-node",
+            &PatchParams::apply(manager),
+            &Patch::Apply(&object),
+        )
+        .await?;
+    Ok(())
+}
+
 /// An env var and a sidecar container another field manager adds to the node DaemonSet: they
 /// sit in keyed lists, which server-side apply merges by key, so the operator's apply would never
 /// remove them. The operator leaves them alone (no correction, no Event), and once the rollout
@@ -248,7 +264,6 @@ async fn foreign_list_items_are_left_alone(
     let uid = installation_uid(client).await?;
     let since = jiff::Timestamp::now();
     let writes_before = operator.writes();
-    let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), NAMESPACE);
     let addition = serde_json::json!({
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": "weft-node", "namespace": NAMESPACE},
@@ -257,13 +272,7 @@ async fn foreign_list_items_are_left_alone(
             {"name": "log-shipper", "image": "registry.example/log-shipper:1"},
         ]}}},
     });
-    daemon_sets
-        .patch(
-            "weft-node",
-            &PatchParams::apply("sidecar-injector"),
-            &Patch::Apply(&addition),
-        )
-        .await?;
+    apply_to_node_daemon_set(client, "sidecar-injector", addition).await?;
     wait_for("the rollout of the foreign additions", LIMIT, || async {
         let daemon_set = node_daemon_set(client).await?;
         let rolled = daemon_set.status.as_ref().is_some_and(|status| {
@@ -285,13 +294,7 @@ async fn foreign_list_items_are_left_alone(
         "metadata": {"name": "weft-node", "namespace": NAMESPACE,
             "annotations": {"example.com/poked": "1"}},
     });
-    daemon_sets
-        .patch(
-            "weft-node",
-            &PatchParams::apply("poker"),
-            &Patch::Apply(&poke),
-        )
-        .await?;
+    apply_to_node_daemon_set(client, "poker", poke).await?;
     wait_for("a reconcile after the poke", LIMIT, || async {
         Ok((operator.reconciles() > reconciles).then_some(()))
     })
@@ -326,16 +329,9 @@ async fn foreign_list_items_are_left_alone(
         settled_writes - writes_before
     );
     // Leave the DaemonSet as rendered for the steps that follow.
-    daemon_sets
-        .patch(
-            "weft-node",
-            &PatchParams::apply("sidecar-injector"),
-            &Patch::Apply(
-                serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
-                "metadata": {"name": "weft-node", "namespace": NAMESPACE}}),
-            ),
-        )
-        .await?;
+    let nothing = serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "weft-node", "namespace": NAMESPACE}});
+    apply_to_node_daemon_set(client, "sidecar-injector", nothing).await?;
     Ok(())
 }
 

@@ -34,11 +34,12 @@ async fn installation(client: &Client) -> anyhow::Result<Installation> {
         .await?)
 }
 
-fn pools_message(installation: &Installation) -> String {
+/// The status message of component `name` (`ip-pools`, `controllers`, `node`).
+fn component_message(installation: &Installation, name: &str) -> String {
     installation
         .status
         .as_ref()
-        .and_then(|status| status.components.iter().find(|c| c.name == "ip-pools"))
+        .and_then(|status| status.components.iter().find(|c| c.name == name))
         .and_then(|component| component.message.clone())
         .unwrap_or_default()
 }
@@ -99,7 +100,7 @@ async fn add_and_remove_pools(client: &Client) -> anyhow::Result<()> {
     )
     .await?;
     let draining = wait_status(client, "pool-b draining", |i| {
-        pools_message(i).contains("pool pool-b still has 1 allocated block")
+        component_message(i, "ip-pools").contains("pool pool-b still has 1 allocated block")
     })
     .await?;
     assert!(condition_is(&draining, "Progressing", "True"));
@@ -277,10 +278,10 @@ async fn unschedulable_pods_are_named_in_the_status(client: &Client) -> anyhow::
     )
     .await?;
     let stuck = wait_status(client, "the controllers' unschedulable pod named", |i| {
-        controllers_message(i).contains(": pod weft-system/weft-controllers-")
+        component_message(i, "controllers").contains(": pod weft-system/weft-controllers-")
     })
     .await?;
-    let message = controllers_message(&stuck);
+    let message = component_message(&stuck, "controllers");
     assert!(
         message.contains("on node (none): unschedulable ("),
         "the message says why: {message}"
@@ -288,15 +289,6 @@ async fn unschedulable_pods_are_named_in_the_status(client: &Client) -> anyhow::
     apply_installation(client, json!({"network": {"ipPools": pools}})).await?;
     wait_available(client, LIMIT).await?;
     Ok(())
-}
-
-fn controllers_message(installation: &Installation) -> String {
-    installation
-        .status
-        .as_ref()
-        .and_then(|status| status.components.iter().find(|c| c.name == "controllers"))
-        .and_then(|component| component.message.clone())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
