@@ -4,6 +4,7 @@
 //! Admission-time validation lives in the generated schemas (OpenAPI plus CEL rules, see
 //! [`cel`] and [`policy_cel`]); [`crds()`] returns every CustomResourceDefinition.
 
+pub mod admission;
 pub mod cel;
 pub mod crds;
 pub mod defaults;

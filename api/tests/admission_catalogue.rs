@@ -1,6 +1,8 @@
 //! The catalogue of bad objects: each is server-side applied to a real API server with the weft
 //! CRDs installed, must be refused with a message naming the offending field, and must leave
-//! nothing behind. Run with `--nocapture` to see every case with the message it produced.
+//! nothing behind. Offline admission (`weft_api::admission`, what `weftctl render` runs) must
+//! give the same verdict for every case, naming a field the server's refusal names too. Run
+//! with `--nocapture` to see every case with both messages.
 
 mod support;
 
@@ -56,6 +58,53 @@ async fn exists(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<bool> {
     Ok(api.get_opt(name).await?.is_some())
 }
 
+/// Why the offline verdict differs from the server's refusal `message`, if it does: the object
+/// must be refused offline too, and the first field the offline refusal names (or, for a rule
+/// on the whole object, its message) must appear in the server's message.
+fn offline_disagrees(
+    offline: &Result<(), weft_api::admission::AdmissionError>,
+    message: &str,
+) -> Option<String> {
+    use weft_api::admission::AdmissionError;
+    match offline {
+        Ok(()) => Some("accepted it".into()),
+        Err(AdmissionError::UnknownKind { .. }) => Some(format!("{offline:?}")),
+        Err(AdmissionError::Refused(errors)) => {
+            let first = errors.first()?;
+            println!("|   offline | {} |", offline.as_ref().unwrap_err());
+            let named = if first.field.is_empty() {
+                &first.message
+            } else {
+                &first.field
+            };
+            (!message.contains(named.as_str()))
+                .then(|| format!("names {named:?}, the server does not: {first}"))
+        }
+    }
+}
+
+/// Without a server: every case is refused offline, and the offline refusal names the field the
+/// case expects the server to name (its first `expect` text).
+#[test]
+fn every_bad_object_is_refused_offline_naming_the_expected_field() {
+    let mut failures = Vec::new();
+    for case in catalogue() {
+        let offline = weft_api::admission::admit(&case.object());
+        println!("| {} | {offline:?} |", case.name);
+        let expected = &case.expect[0];
+        match &offline {
+            Ok(()) => failures.push(format!("{}: accepted offline", case.name)),
+            Err(error) => {
+                let text = error.to_string();
+                if !text.contains(expected.as_str()) && !expected.contains(text.as_str()) {
+                    failures.push(format!("{}: {text:?} lacks {expected:?}", case.name));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[tokio::test]
 async fn every_bad_object_is_refused_with_its_field_named_and_nothing_is_stored()
 -> anyhow::Result<()> {
@@ -73,11 +122,15 @@ async fn every_bad_object_is_refused_with_its_field_named_and_nothing_is_stored(
     for case in &cases {
         let object = case.object();
         let (api, name) = support::api_for(&client, &object)?;
+        let offline = weft_api::admission::admit(&object);
         match support::apply(&client, &object).await {
             Ok(_) => failures.push(format!("{}: was accepted", case.name)),
             Err(kube::Error::Api(status)) => {
                 let message = status.message.clone();
                 println!("| {} | {} |", case.name, message.replace('|', "\\|"));
+                if let Some(problem) = offline_disagrees(&offline, &message) {
+                    failures.push(format!("{}: offline admission {problem}", case.name));
+                }
                 let missing: Vec<&String> = case
                     .expect
                     .iter()

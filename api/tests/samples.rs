@@ -1,5 +1,5 @@
 //! Every sample in `config/samples/` matches the Rust types exactly and is accepted by a real
-//! API server with the generated CRDs installed.
+//! API server with the generated CRDs installed, and by offline admission.
 
 mod support;
 
@@ -99,6 +99,16 @@ fn the_blue_policy_example_reads_as_calico_wrote_it() {
         weft_api::parse_port(&ports[0]),
         Ok(weft_api::PortMatch::Number(80))
     );
+}
+
+/// Offline admission (what `weftctl render` runs) accepts what the API server accepts.
+#[test]
+fn every_sample_is_accepted_offline() {
+    for (file, sample) in samples() {
+        if let Err(error) = weft_api::admission::admit(&sample) {
+            panic!("{file} is refused offline: {error}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! `weftctl render -f installation.yaml`: prints, as multi-document YAML in apply order, exactly the
 //! objects the operator applies for that Installation, without a cluster (the operator adds only
-//! the controller owner reference, which needs the live Installation's uid). Invalid input exits
-//! non-zero with field-path errors on stderr and prints nothing on stdout.
+//! the controller owner reference, which needs the live Installation's uid). The manifest is first
+//! judged as the API server would judge it (`weft_api::admission`: the CRD schema and its CEL
+//! rules), then validated as the operator validates it. Invalid input exits non-zero with
+//! field-path errors on stderr and prints nothing on stdout.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -50,6 +52,7 @@ fn parse(text: &str, source: &str) -> Result<Installation, String> {
             kind.unwrap_or("<missing>")
         ));
     }
+    weft_api::admission::admit(&value).map_err(|error| format!("{source}: {error}"))?;
     let installation: Installation = serde_path_to_error::deserialize(value)
         .map_err(|error| format!("{source}: {}: {}", error.path(), error.inner()))?;
     let name = installation.metadata.name.as_deref().unwrap_or_default();
@@ -141,6 +144,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("metadata.name"), "{error}");
+    }
+
+    /// What the API server refuses is refused offline, with the server's field path.
+    #[test]
+    fn admission_errors_carry_the_servers_field_paths() {
+        let error = render_str(&format!("{HEADER}spec:\n  network:\n    mtu: 100\n")).unwrap_err();
+        assert_eq!(
+            error,
+            "input.yaml: spec.network.mtu: should be greater than or equal to 576"
+        );
+        let error =
+            render_str(&format!("{HEADER}spec:\n  calicoNetwork: {{mtu: 1450}}\n")).unwrap_err();
+        assert!(
+            error.contains("spec.calicoNetwork: field not declared"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! the same block: a claimer that loses the race gets AlreadyExists and moves to the next block.
 //!
 //! The agent uses it to keep its blocks and writes them to the node state file for `weft-ipam`.
+//!
+//! Claims refuse disabled pools, and a claim checks its pool again after creating the block: the
+//! operator deletes a removed pool only after disabling it and then finding no block of it, so a
+//! claim that read the pool before it was disabled but created its block after the operator's
+//! count finds the pool disabled (or gone) on its second look and deletes the block it made.
+//! No IPAMBlock outlives its pool.
 
 use std::collections::HashSet;
 
@@ -107,18 +113,7 @@ pub async fn claim_block(
     node: &str,
 ) -> Result<IpNet, ClaimError> {
     let pools: Api<IpPool> = Api::all(client.clone());
-    let pool = pools
-        .get_opt(pool_name)
-        .await
-        .map_err(api_error(format!("reading IPPool {pool_name:?}")))?
-        .ok_or_else(|| ClaimError::PoolNotFound {
-            pool: pool_name.to_owned(),
-        })?;
-    if pool.spec.disabled == Some(true) {
-        return Err(ClaimError::PoolDisabled {
-            pool: pool_name.to_owned(),
-        });
-    }
+    let pool = usable_pool(&pools, pool_name).await?;
     let (cidr, block_size) = pool_geometry(pool_name, &pool)?;
     let total = block_count(cidr, block_size);
     let blocks: Api<IpamBlock> = Api::all(client.clone());
@@ -140,7 +135,8 @@ pub async fn claim_block(
         }
         let object = IpamBlock::for_cidr(block, pool_name, node);
         match blocks.create(&PostParams::default(), &object).await {
-            Ok(_) => {
+            Ok(created) => {
+                confirm(&pools, &blocks, pool_name, &pool, &created).await?;
                 tracing::info!(%block, pool = pool_name, node, "claimed block");
                 return Ok(block);
             }
@@ -159,6 +155,56 @@ pub async fn claim_block(
         block_size,
         total,
     })
+}
+
+/// The pool, when it exists and is not disabled.
+async fn usable_pool(pools: &Api<IpPool>, pool_name: &str) -> Result<IpPool, ClaimError> {
+    let pool = pools
+        .get_opt(pool_name)
+        .await
+        .map_err(api_error(format!("reading IPPool {pool_name:?}")))?
+        .ok_or_else(|| ClaimError::PoolNotFound {
+            pool: pool_name.to_owned(),
+        })?;
+    if pool.spec.disabled == Some(true) {
+        return Err(ClaimError::PoolDisabled {
+            pool: pool_name.to_owned(),
+        });
+    }
+    Ok(pool)
+}
+
+/// The second look after creating `created`: the same pool (same uid) must still exist and be
+/// enabled, or the block is deleted again and the claim fails as the pool's state says.
+async fn confirm(
+    pools: &Api<IpPool>,
+    blocks: &Api<IpamBlock>,
+    pool_name: &str,
+    pool: &IpPool,
+    created: &IpamBlock,
+) -> Result<(), ClaimError> {
+    let refusal = match usable_pool(pools, pool_name).await {
+        Ok(current) if current.metadata.uid == pool.metadata.uid => return Ok(()),
+        Ok(_) => ClaimError::PoolNotFound {
+            pool: pool_name.to_owned(),
+        },
+        Err(error) => error,
+    };
+    let name = created.metadata.name.clone().unwrap_or_default();
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: created.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match blocks.delete(&name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.is_not_found() => {}
+        Err(error) => return Err(api_error(format!("deleting IPAMBlock {name}"))(error)),
+    }
+    tracing::info!(block = name, pool = pool_name, "undid a claim: {refusal}");
+    Err(refusal)
 }
 
 /// Releases `block` held by `node`. Returns false when the block was not claimed at all.

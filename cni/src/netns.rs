@@ -1,8 +1,12 @@
 //! Network namespaces: open one by path, run code inside one on a dedicated thread, and create or
 //! delete named namespaces under /run/netns the way container runtimes pin them.
 //!
-//! Entering a namespace is per thread (setns), so work inside a pod's namespace always runs on a
-//! short-lived thread of its own and never changes the namespace of the caller's threads.
+//! Entering a namespace is per thread (setns). Work inside a pod's namespace runs either on a
+//! short-lived thread of its own ([`run_in`]), which leaves the caller's threads where they are,
+//! or on the calling thread itself ([`with_entered`], cheaper): that thread does switch into the
+//! pod's namespace and is switched back before the call returns, so nothing that outlives the
+//! call may keep the thread's namespace (if `work` panics, the thread stays in the pod's
+//! namespace; the plugins exit on a panic).
 
 use std::fs::File;
 use std::io;

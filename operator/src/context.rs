@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use kube::Client;
 
+use crate::backoff::{Retries, RetryPolicy};
 use crate::events::Events;
 use crate::metrics::Metrics;
 
@@ -14,6 +15,8 @@ pub struct Settings {
     pub teardown_timeout: Duration,
     /// How often a healthy Installation is checked even without any change.
     pub resync: Duration,
+    /// How transient failures are retried.
+    pub retry: RetryPolicy,
 }
 
 impl Default for Settings {
@@ -21,6 +24,7 @@ impl Default for Settings {
         Self {
             teardown_timeout: Duration::from_secs(120),
             resync: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -32,4 +36,6 @@ pub struct Context {
     pub settings: Settings,
     /// The pod MTU each node's agent publishes.
     pub node_mtus: crate::node_mtu::NodeMtus,
+    /// Consecutive transient failures per Installation, for the retry backoff.
+    pub retries: Retries,
 }

@@ -1,6 +1,14 @@
 //! Pure comparison of a rendered object with its live counterpart: the live object is in sync when
 //! every field the operator renders is present with the same value (fields defaulted or added by
 //! the API server are ignored). The first differing field is reported so drift can be explained.
+//!
+//! The comparison follows server-side apply's ownership of lists, because a difference the apply
+//! cannot remove would be "reverted" on every reconcile. Keyed lists (`containers`, `env`,
+//! `volumes`, `volumeMounts`, ... : `x-kubernetes-list-type: map` in the Kubernetes schema) are
+//! merged by key: the operator owns the items it renders, compared by key, and an item another
+//! field manager added (a sidecar container, an env var, a volume) is not weft's and is left
+//! alone, as the apply leaves it. Every other list is atomic: the apply replaces it whole, so any
+//! difference in length or order is drift.
 
 use serde_json::Value;
 
@@ -41,6 +49,19 @@ fn compare(want: &Value, have: &Value, path: String) -> Option<String> {
             let child = have.get(key).unwrap_or(&Value::Null);
             compare(value, child, format!("{path}.{key}"))
         }),
+        (Value::Array(want), Value::Array(have)) if list_keys(&path).is_some() => {
+            let keys = list_keys(&path).unwrap_or_default();
+            want.iter().find_map(|item| {
+                let label = item_label(item, keys);
+                match have
+                    .iter()
+                    .find(|candidate| same_key(item, candidate, keys))
+                {
+                    Some(child) => compare(item, child, format!("{path}[{label}]")),
+                    None => Some(format!("{path}[{label}]")),
+                }
+            })
+        }
         (Value::Array(want), Value::Array(have)) if want.len() == have.len() => want
             .iter()
             .zip(have)
@@ -56,6 +77,57 @@ fn compare(want: &Value, have: &Value, path: String) -> Option<String> {
         _ if want == have => None,
         _ => Some(path),
     }
+}
+
+/// The key fields of a keyed list (server-side apply merges these lists item by item), named by
+/// the list's field, with the default of a key field the API server fills in; `None` for atomic
+/// lists. The names are those of the Kubernetes core and apps types weft renders.
+fn list_keys(path: &str) -> Option<&'static [(&'static str, Option<&'static str>)]> {
+    let field = path.rsplit('.').next().unwrap_or(path);
+    let field = field.split('[').next().unwrap_or(field);
+    Some(match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "schedulingGates" => &[("name", None)],
+        "volumeMounts" => &[("mountPath", None)],
+        "volumeDevices" => &[("devicePath", None)],
+        "ports" => &[("containerPort", None), ("protocol", Some("TCP"))],
+        "ownerReferences" => &[("uid", None)],
+        "hostAliases" => &[("ip", None)],
+        _ => return None,
+    })
+}
+
+fn key_value<'a>(item: &'a Value, field: &str, default: Option<&'a str>) -> Option<Value> {
+    match item.get(field) {
+        Some(value) if !value.is_null() => Some(value.clone()),
+        _ => default.map(|default| Value::String(default.to_owned())),
+    }
+}
+
+fn same_key(a: &Value, b: &Value, keys: &[(&str, Option<&str>)]) -> bool {
+    keys.iter()
+        .all(|(field, default)| key_value(a, field, *default) == key_value(b, field, *default))
+}
+
+/// `name=weft-agent` (or `containerPort=9099,protocol=TCP`): the item's key, for drift paths.
+fn item_label(item: &Value, keys: &[(&str, Option<&str>)]) -> String {
+    keys.iter()
+        .map(|(field, default)| {
+            let value = match key_value(item, field, *default) {
+                Some(Value::String(text)) => text,
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            format!("{field}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn is_quantity_path(path: &str) -> bool {
@@ -116,11 +188,42 @@ mod tests {
 
     #[test]
     fn a_changed_field_is_named() {
-        let rendered = json!({"spec": {"template": {"spec": {"containers": [{"image": "i:1"}]}}}});
-        let live = json!({"spec": {"template": {"spec": {"containers": [{"image": "i:2"}]}}}});
+        let rendered = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i:1"}]}}}});
+        let live = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i:2"}]}}}});
         assert_eq!(
             first_difference(&rendered, &live).as_deref(),
-            Some("spec.template.spec.containers[0].image")
+            Some("spec.template.spec.containers[name=c].image")
+        );
+    }
+
+    /// What server-side apply leaves alone is not drift: items another manager added to keyed
+    /// lists, in any order. A rendered item that is missing or changed still is.
+    #[test]
+    fn foreign_items_of_keyed_lists_are_not_drift() {
+        let rendered = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "c", "image": "i",
+                "env": [{"name": "A", "value": "1"}],
+                "ports": [{"containerPort": 9099}]}],
+            "volumes": [{"name": "v", "hostPath": {"path": "/v"}}]}}}});
+        let live = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "sidecar", "image": "s"},
+                {"name": "c", "image": "i",
+                 "env": [{"name": "EXTRA", "value": "x"}, {"name": "A", "value": "1"}],
+                 "ports": [{"containerPort": 9099, "protocol": "TCP"}]}],
+            "volumes": [{"name": "v", "hostPath": {"path": "/v", "type": ""}},
+                {"name": "extra", "emptyDir": {}}]}}}});
+        assert_eq!(first_difference(&rendered, &live), None);
+        let mut edited = live.clone();
+        edited["spec"]["template"]["spec"]["containers"][1]["env"][1]["value"] = json!("2");
+        assert_eq!(
+            first_difference(&rendered, &edited).as_deref(),
+            Some("spec.template.spec.containers[name=c].env[name=A].value")
+        );
+        let mut removed = live;
+        removed["spec"]["template"]["spec"]["volumes"] = json!([{"name": "extra"}]);
+        assert_eq!(
+            first_difference(&rendered, &removed).as_deref(),
+            Some("spec.template.spec.volumes[name=v]")
         );
     }
 

@@ -1,7 +1,7 @@
 //! IP pool management. Pools the Installation lists are created with the managed-by label; an
 //! existing identical pool without the label is adopted; a differing one is reported with the way
-//! out. A managed pool no longer listed is deleted once no IPAMBlock references it, and until then
-//! it is disabled so no new blocks are cut from it. Pools have no owner reference: they survive the
+//! out. A managed pool no longer listed is disabled first, so no new blocks are cut from it, and
+//! deleted once no IPAMBlock references it. Pools have no owner reference: they survive the
 //! Installation's deletion, because running pods still use their addresses.
 
 use std::collections::BTreeMap;
@@ -124,12 +124,13 @@ impl PoolManager {
             .map(drop)
     }
 
-    async fn blocks_per_pool(&self) -> Result<BTreeMap<String, usize>, kube::Error> {
-        let mut counts = BTreeMap::new();
-        for block in self.blocks.list(&ListParams::default()).await?.items {
-            *counts.entry(block.spec.pool.clone()).or_default() += 1;
-        }
-        Ok(counts)
+    /// How many IPAMBlocks reference pool `name` (a fresh, consistent list).
+    async fn blocks_of(&self, name: &str) -> Result<usize, kube::Error> {
+        let blocks = self.blocks.list(&ListParams::default()).await?.items;
+        Ok(blocks
+            .iter()
+            .filter(|block| block.spec.pool == name)
+            .count())
     }
 
     /// Brings the pools in line with `desired` (rendered from the Installation).
@@ -181,49 +182,52 @@ impl PoolManager {
                 Err(error) => return Err(error),
             }
         }
-        let removed: Vec<IpPool> = live.into_values().filter(is_managed).collect();
-        if removed.is_empty() {
-            return Ok(report);
-        }
-        let blocks = self.blocks_per_pool().await?;
-        for pool in removed {
-            let name = pool.name_any();
-            match blocks.get(&name).copied().unwrap_or_default() {
-                0 => {
-                    match self.pools.delete(&name, &Default::default()).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(status)) if status.code == 404 => {}
-                        Err(error) => return Err(error),
-                    }
-                    report.writes.push(Write {
-                        kind: "IPPool".into(),
-                        name,
-                        change: Change::Deleted,
-                    });
-                }
-                count => {
-                    report.draining.push(format!(
-                        "pool {name} still has {count} allocated block{}; it is deleted when they \
-                         are released",
-                        if count == 1 { "" } else { "s" }
-                    ));
-                    if pool.spec.disabled != Some(true) {
-                        let mut disabled = pool.clone();
-                        disabled.metadata.managed_fields = None;
-                        disabled.metadata.resource_version = None;
-                        disabled.spec.disabled = Some(true);
-                        disabled.status = None;
-                        self.apply(&disabled).await?;
-                        report.writes.push(Write {
-                            kind: "IPPool".into(),
-                            name,
-                            change: Change::Updated,
-                        });
-                    }
-                }
-            }
+        for pool in live.into_values().filter(is_managed) {
+            self.remove(pool, &mut report).await?;
         }
         Ok(report)
+    }
+
+    /// Removes a managed pool the Installation no longer lists: disabled first (claims refuse
+    /// it, and a claim racing with the disabling undoes itself when it sees it; see
+    /// `weft_cni::claim`), then blocks are counted with a read made after the disabling, and
+    /// only a pool with none is deleted. A pool deleted without the disabling could lose a race
+    /// with a claim that read it just before and leave an IPAMBlock without a pool.
+    async fn remove(&self, pool: IpPool, report: &mut PoolReport) -> Result<(), kube::Error> {
+        let name = pool.name_any();
+        if pool.spec.disabled != Some(true) {
+            let mut disabled = pool.clone();
+            disabled.metadata.managed_fields = None;
+            disabled.metadata.resource_version = None;
+            disabled.spec.disabled = Some(true);
+            disabled.status = None;
+            self.apply(&disabled).await?;
+            report.writes.push(Write {
+                kind: "IPPool".into(),
+                name: name.clone(),
+                change: Change::Updated,
+            });
+        }
+        let count = self.blocks_of(&name).await?;
+        if count > 0 {
+            report.draining.push(format!(
+                "pool {name} still has {count} allocated block{}; it is deleted when they are \
+                 released",
+                if count == 1 { "" } else { "s" }
+            ));
+            return Ok(());
+        }
+        match self.pools.delete(&name, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(error),
+        }
+        report.writes.push(Write {
+            kind: "IPPool".into(),
+            name,
+            change: Change::Deleted,
+        });
+        Ok(())
     }
 }
 

@@ -2,10 +2,12 @@
 //! (pure), applies them with server-side apply and reports status conditions.
 
 pub mod apply;
+pub mod backoff;
 pub mod children;
 pub mod conditions;
 pub mod context;
 pub mod counting;
+pub mod diagnose;
 pub mod drift;
 pub mod error;
 pub mod events;

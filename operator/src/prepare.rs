@@ -4,16 +4,16 @@
 
 use weft_api::{ClusterFacts, ComputedInstallation, Installation, defaults};
 
-use crate::validate::{ClusterNetworks, validate};
+use crate::validate::{ClusterNetworks, ValidationErrors, validate};
 
-/// The computed configuration, or a message naming every invalid field and what is allowed.
+/// The computed configuration, or every invalid field with what is allowed.
 pub fn prepare(
     installation: &Installation,
     facts: &ClusterFacts,
     networks: &ClusterNetworks,
-) -> Result<ComputedInstallation, String> {
+) -> Result<ComputedInstallation, ValidationErrors> {
     let computed = defaults(&installation.spec, facts);
-    validate(&installation.spec, &computed, networks).map_err(|errors| errors.to_string())?;
+    validate(&installation.spec, &computed, networks)?;
     Ok(computed)
 }
 
@@ -39,8 +39,11 @@ mod tests {
                 {"name": "a", "cidr": "10.0.0.0/16", "nodeSelector": "zone == "}]}}
         }))
         .unwrap();
-        let message =
+        let errors =
             prepare(&installation, &offline_facts(), &ClusterNetworks::default()).unwrap_err();
-        assert!(message.contains("nodeSelector"), "{message}");
+        assert_eq!(
+            errors.0[0].field, "spec.network.ipPools[0].nodeSelector",
+            "{errors}"
+        );
     }
 }

@@ -17,15 +17,16 @@ use crate::apply::{Change, Write};
 use crate::children::{apply_all, teardown};
 use crate::conditions::{Desired, merge};
 use crate::context::Context;
-use crate::error::{Error, Policy};
+use crate::error::{Error, FinalizerError, Policy};
 use crate::ippools::PoolManager;
 use crate::labels::{FIELD_MANAGER, INSTALLATION_NAME, controller_owner_ref};
 use crate::prepare::prepare;
-use crate::render::render;
+use crate::render::{CONTROLLERS_NAME, NODE_AGENT_NAME, render};
 use crate::status::{
     Problem, State, controllers_status, installation_conditions, node_status, pools_status,
     status_changed, with_problem,
 };
+use crate::validate::ValidationErrors;
 
 pub const FINALIZER: &str = "operator.weft.dev/teardown";
 
@@ -40,8 +41,11 @@ pub async fn reconcile(
         generation = installation.metadata.generation.unwrap_or_default()
     );
     let started = Instant::now();
-    let result = run(installation, &ctx).instrument(span).await;
+    let result = run(installation.clone(), &ctx).instrument(span).await;
     ctx.metrics.observe_reconcile(started.elapsed());
+    if result.is_ok() {
+        ctx.retries.reset(&installation.name_any());
+    }
     if let Err(error) = &result
         && error.policy() != Policy::Poll
     {
@@ -50,14 +54,17 @@ pub async fn reconcile(
     result
 }
 
-/// What the controller does after a failed reconcile.
-pub fn error_policy(_installation: Arc<Installation>, error: &Error, _ctx: Arc<Context>) -> Action {
+/// What the controller does after a failed reconcile: transient failures are retried with
+/// capped exponential backoff and jitter ([`crate::backoff`]).
+pub fn error_policy(installation: Arc<Installation>, error: &Error, ctx: Arc<Context>) -> Action {
     match error.policy() {
         Policy::WaitForChange => Action::await_change(),
         Policy::Poll => Action::requeue(Duration::from_secs(2)),
         Policy::Retry => {
-            warn!(%error, "reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(5))
+            let failures = ctx.retries.fail(&installation.name_any());
+            let delay = ctx.settings.retry.delay(failures, crate::backoff::jitter());
+            warn!(%error, failures, ?delay, "reconcile failed; retrying");
+            Action::requeue(delay)
         }
     }
 }
@@ -78,10 +85,13 @@ async fn run(installation: Arc<Installation>, ctx: &Context) -> Result<Action, E
     .await
     .map_err(|error| match error {
         finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
-        finalizer::Error::AddFinalizer(error) | finalizer::Error::RemoveFinalizer(error) => {
-            Error::Finalizer(error)
+        finalizer::Error::AddFinalizer(error) => Error::Finalizer(FinalizerError::Add(error)),
+        finalizer::Error::RemoveFinalizer(error) => Error::Finalizer(FinalizerError::Remove(error)),
+        // Neither depends on the Installation's content (the API server always names objects
+        // and the finalizer is a constant): retried, not reported as invalid input.
+        other @ (finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer) => {
+            Error::Finalizer(FinalizerError::Refused(other.to_string()))
         }
-        other => Error::Invalid(other.to_string()),
     })
 }
 
@@ -113,7 +123,12 @@ fn previous_status(installation: &Installation) -> InstallationStatus {
     installation.status.clone().unwrap_or_default()
 }
 
-async fn report_invalid(installation: &Installation, ctx: &Context, message: String) -> Error {
+async fn report_invalid(
+    installation: &Installation,
+    ctx: &Context,
+    errors: ValidationErrors,
+) -> Error {
+    let message = errors.to_string();
     let problem = Problem {
         reason: "InvalidConfiguration".into(),
         message: message.clone(),
@@ -145,7 +160,7 @@ async fn report_invalid(installation: &Installation, ctx: &Context, message: Str
         Ok(false) => {}
         Err(error) => warn!(%error, "could not report the invalid configuration"),
     }
-    Error::Invalid(message)
+    Error::Invalid(errors)
 }
 
 async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Error> {
@@ -157,7 +172,7 @@ async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Err
         .map_err(Error::Facts)?;
     let computed = match prepare(installation, facts, &networks) {
         Ok(computed) => computed,
-        Err(message) => return Err(report_invalid(installation, ctx, message).await),
+        Err(errors) => return Err(report_invalid(installation, ctx, errors).await),
     };
     let rendered = render(&computed, facts, controller_owner_ref(installation));
     let mut writes = Vec::new();
@@ -183,11 +198,12 @@ async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Err
     if let Some(problem) = mtu_problem {
         node = crate::status::degrade(node, &problem);
     }
-    let components = vec![
+    let mut components = vec![
         node,
         controllers_status(workloads.deployments.first()),
         pools_status(&pool_report.conflicts, &pool_report.draining, pools.len()),
     ];
+    name_pod_problems(ctx, &mut components[..2]).await;
     for status in &components {
         ctx.metrics
             .set_component(&status.name, State::of(status).name());
@@ -211,6 +227,27 @@ async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Err
     } else {
         Action::requeue(ctx.settings.resync)
     })
+}
+
+/// Appends to each workload component that is not available what keeps its pods from starting
+/// (looked up only then; see [`crate::diagnose`]). `components` are the node's and the
+/// controllers', in that order.
+async fn name_pod_problems(ctx: &Context, components: &mut [ComponentStatus]) {
+    let workloads = [NODE_AGENT_NAME, CONTROLLERS_NAME];
+    for (status, workload) in components.iter_mut().zip(workloads) {
+        if status.available {
+            continue;
+        }
+        match crate::diagnose::workload_pod_problems(&ctx.client, workload).await {
+            Ok(Some(problems)) => {
+                let message = status.message.get_or_insert_default();
+                message.push_str(": ");
+                message.push_str(&problems);
+            }
+            Ok(None) => {}
+            Err(error) => warn!(%error, workload, "looking up the pods of a component"),
+        }
+    }
 }
 
 async fn update_status(
@@ -316,8 +353,5 @@ async fn cleanup(installation: &Installation, ctx: &Context) -> Result<Action, E
             .await;
         return Ok(Action::await_change());
     }
-    Err(Error::TeardownPending(format!(
-        "waiting for {}",
-        left.join(", ")
-    )))
+    Err(Error::TeardownPending(left))
 }

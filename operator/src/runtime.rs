@@ -205,6 +205,7 @@ async fn control(
         metrics: handles.metrics.clone(),
         settings: options.settings.clone(),
         node_mtus: node_mtus.clone(),
+        retries: Default::default(),
     });
     let (lost_tx, mut lost_rx) = watch::channel(false);
     let stop = async move {

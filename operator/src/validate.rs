@@ -16,7 +16,7 @@ use weft_api::{
     CniType, ComputedInstallation, ComputedIpPool, InstallationSpec, IpPoolSpec, IpamType,
     KubernetesProvider,
 };
-use weft_policy::selector::Selector;
+use weft_selector::Selector;
 
 /// What the cluster's own networks are, as far as the operator could learn them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

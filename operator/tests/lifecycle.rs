@@ -1,7 +1,8 @@
 //! The operator's whole life on a real control plane with kwok nodes, acting under its own
 //! ClusterRole: fresh install to Available with the DaemonSet N/N, applied objects equal to the
-//! rendered ones, zero writes across a restart, a hand edit reverted with an Event, an MTU change
-//! rolling the nodes, and deletion removing everything behind the finalizer.
+//! rendered ones, zero writes across a restart, a hand edit reverted with an Event, foreign items
+//! in keyed lists left alone, an MTU change rolling the nodes, and deletion removing everything
+//! behind the finalizer.
 
 mod common;
 
@@ -11,7 +12,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -24,7 +24,10 @@ use weft_operator::labels::{NAMESPACE, controller_owner_ref, managed_selector};
 use weft_operator::prepare::prepare;
 use weft_operator::render::{Rendered, render};
 
-use common::{Operator, apply_installation, cluster, wait_available, wait_for};
+use common::{
+    Operator, apply_installation, cluster, installation_events, installation_uid, wait_available,
+    wait_for,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -116,7 +119,7 @@ async fn assert_applied_equals_rendered(client: &Client) -> anyhow::Result<()> {
         .await?;
     let facts = weft_operator::facts::gather(client, &installation).await?;
     let networks = weft_operator::validate::ClusterNetworks::default();
-    let computed = prepare(&installation, &facts, &networks).map_err(anyhow::Error::msg)?;
+    let computed = prepare(&installation, &facts, &networks)?;
     let Rendered {
         namespace,
         service_accounts,
@@ -183,12 +186,11 @@ async fn steady_state_makes_no_writes(
 ) -> anyhow::Result<()> {
     let before = versions(client).await?;
     let operator = Operator::start(cluster, "restarted").await?;
+    // The count moves when a reconcile has finished: the one the restart starts ran to its end.
     wait_for("the restarted operator to reconcile", LIMIT, || async {
         Ok((operator.reconciles() >= 1).then_some(()))
     })
     .await?;
-    // Let the watches deliver their initial events and any follow-up reconcile run.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let after = versions(client).await?;
     assert_eq!(before, after, "a restart changed resourceVersions");
     assert_eq!(
@@ -200,6 +202,8 @@ async fn steady_state_makes_no_writes(
 }
 
 async fn hand_edit_is_reverted(client: &Client) -> anyhow::Result<()> {
+    let uid = installation_uid(client).await?;
+    let since = jiff::Timestamp::now();
     let rendered = conflist(client).await?;
     let edit = serde_json::json!({"data": {"10-weft.conflist": "{\"edited\": true}"}});
     Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
@@ -215,15 +219,13 @@ async fn hand_edit_is_reverted(client: &Client) -> anyhow::Result<()> {
         Ok((conflist(client).await? == rendered).then_some(()))
     })
     .await?;
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let event = wait_for("a DriftReverted Event", LIMIT, || async {
-        let list = events.list(&ListParams::default()).await?;
-        Ok(list.items.into_iter().find(|event| {
-            event.reason.as_deref() == Some("DriftReverted")
-                && event
-                    .note
-                    .as_deref()
-                    .is_some_and(|note| note.contains("weft-cni-config"))
+        let events = installation_events(client, &uid, "DriftReverted", since).await?;
+        Ok(events.into_iter().find(|event| {
+            event
+                .note
+                .as_deref()
+                .is_some_and(|note| note.contains("weft-cni-config"))
         }))
     })
     .await?;
@@ -232,6 +234,104 @@ async fn hand_edit_is_reverted(client: &Client) -> anyhow::Result<()> {
         note.contains("hand-edit"),
         "the Event names the editing field manager: {note}"
     );
+    Ok(())
+}
+
+/// Server-side applies `object` to DaemonSet weft-node as field manager `manager`.
+async fn apply_to_node_daemon_set(
+    client: &Client,
+    manager: &str,
+    object: serde_json::Value,
+) -> anyhow::Result<()> {
+    Api::<DaemonSet>::namespaced(client.clone(), NAMESPACE)
+        .patch(
+            "weft-node",
+            &PatchParams::apply(manager),
+            &Patch::Apply(&object),
+        )
+        .await?;
+    Ok(())
+}
+
+/// An env var and a sidecar container another field manager adds to the node DaemonSet: they
+/// sit in keyed lists, which server-side apply merges by key, so the operator's apply would never
+/// remove them. The operator leaves them alone (no correction, no Event), and once the rollout
+/// they cause has settled a reconcile that provably ran writes nothing.
+async fn foreign_list_items_are_left_alone(
+    client: &Client,
+    operator: &Operator,
+) -> anyhow::Result<()> {
+    let uid = installation_uid(client).await?;
+    let since = jiff::Timestamp::now();
+    let writes_before = operator.writes();
+    let addition = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "weft-node", "namespace": NAMESPACE},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "weft-agent", "env": [{"name": "EXTRA_SETTING", "value": "1"}]},
+            {"name": "log-shipper", "image": "registry.example/log-shipper:1"},
+        ]}}},
+    });
+    apply_to_node_daemon_set(client, "sidecar-injector", addition).await?;
+    wait_for("the rollout of the foreign additions", LIMIT, || async {
+        let daemon_set = node_daemon_set(client).await?;
+        let rolled = daemon_set.status.as_ref().is_some_and(|status| {
+            status.observed_generation == daemon_set.metadata.generation
+                && status.updated_number_scheduled == Some(status.desired_number_scheduled)
+                && status.number_available == Some(status.desired_number_scheduled)
+        });
+        Ok(rolled.then_some(()))
+    })
+    .await?;
+    wait_available(client, LIMIT).await?;
+    // A reconcile that starts after everything settled: a foreign annotation on the DaemonSet
+    // triggers it, and the reconcile count moves once it has finished.
+    let settled_writes = operator.writes();
+    let reconciles = operator.reconciles();
+    let versions_before = managed_versions(client).await?;
+    let poke = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "weft-node", "namespace": NAMESPACE,
+            "annotations": {"example.com/poked": "1"}},
+    });
+    apply_to_node_daemon_set(client, "poker", poke).await?;
+    wait_for("a reconcile after the poke", LIMIT, || async {
+        Ok((operator.reconciles() > reconciles).then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        operator.writes(),
+        settled_writes,
+        "a no-op reconcile wrote to the API server"
+    );
+    let mut versions_after = managed_versions(client).await?;
+    let poked = "DaemonSet/weft-node";
+    versions_after.insert(poked.into(), versions_before[poked].clone());
+    assert_eq!(
+        versions_before, versions_after,
+        "a no-op reconcile changed objects"
+    );
+    let reverted = installation_events(client, &uid, "DriftReverted", since).await?;
+    assert_eq!(
+        common::occurrences(&reverted),
+        0,
+        "foreign list items are not drift: {reverted:?}"
+    );
+    let daemon_set = node_daemon_set(client).await?;
+    let pod = daemon_set
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .context("pod template")?;
+    let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["weft-agent", "log-shipper"], "the sidecar stays");
+    println!(
+        "foreign additions: {} writes until settled (status), then 0 per no-op reconcile",
+        settled_writes - writes_before
+    );
+    // Leave the DaemonSet as rendered for the steps that follow.
+    let nothing = serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "weft-node", "namespace": NAMESPACE}});
+    apply_to_node_daemon_set(client, "sidecar-injector", nothing).await?;
     Ok(())
 }
 
@@ -335,6 +435,7 @@ async fn install_drift_restart_mtu_change_and_delete() -> anyhow::Result<()> {
 
     let operator = Operator::start(cluster, "second").await?;
     hand_edit_is_reverted(&client).await?;
+    foreign_list_items_are_left_alone(&client, &operator).await?;
     mtu_change_rolls_the_nodes(&client, nodes.len() as i32).await?;
     deletion_removes_everything(&client).await?;
     operator.stop().await

@@ -1,7 +1,8 @@
 //! IP pools on a real control plane, the operator acting under its own ClusterRole: pools added
 //! and removed with the Installation, a removed pool kept (disabled) while a block still
 //! references it, an unmanaged differing pool reported with the way out then adopted once
-//! identical, and an invalid change reported as Degraded with nothing changed.
+//! identical, an invalid change reported as Degraded with nothing changed, and unschedulable
+//! controllers pods named in the status.
 
 mod common;
 
@@ -11,14 +12,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use weft_api::{Installation, IpPool, IpamBlock};
 
 use common::{
-    Operator, apply_installation, cluster, condition, condition_is, wait_available, wait_for,
+    Operator, apply_installation, cluster, condition, condition_is, installation_events,
+    installation_uid, wait_available, wait_for,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -33,11 +34,12 @@ async fn installation(client: &Client) -> anyhow::Result<Installation> {
         .await?)
 }
 
-fn pools_message(installation: &Installation) -> String {
+/// The status message of component `name` (`ip-pools`, `controllers`, `node`).
+fn component_message(installation: &Installation, name: &str) -> String {
     installation
         .status
         .as_ref()
-        .and_then(|status| status.components.iter().find(|c| c.name == "ip-pools"))
+        .and_then(|status| status.components.iter().find(|c| c.name == name))
         .and_then(|component| component.message.clone())
         .unwrap_or_default()
 }
@@ -98,7 +100,7 @@ async fn add_and_remove_pools(client: &Client) -> anyhow::Result<()> {
     )
     .await?;
     let draining = wait_status(client, "pool-b draining", |i| {
-        pools_message(i).contains("pool pool-b still has 1 allocated block")
+        component_message(i, "ip-pools").contains("pool pool-b still has 1 allocated block")
     })
     .await?;
     assert!(condition_is(&draining, "Progressing", "True"));
@@ -117,6 +119,8 @@ async fn add_and_remove_pools(client: &Client) -> anyhow::Result<()> {
 }
 
 async fn unmanaged_pool_conflict_then_adoption(client: &Client) -> anyhow::Result<()> {
+    let uid = installation_uid(client).await?;
+    let since = jiff::Timestamp::now();
     let pools: Api<IpPool> = Api::all(client.clone());
     let foreign: IpPool = serde_json::from_value(json!({
         "apiVersion": "network.weft.dev/v1", "kind": "IPPool",
@@ -147,13 +151,16 @@ async fn unmanaged_pool_conflict_then_adoption(client: &Client) -> anyhow::Resul
         "10.30.0.0/16",
         "the foreign pool is untouched"
     );
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    wait_for("a Degraded Event", LIMIT, || async {
-        let list = events.list(&ListParams::default()).await?;
-        Ok(list
-            .items
+    wait_for("a Degraded Event naming pool-c", LIMIT, || async {
+        let events = installation_events(client, &uid, "Degraded", since).await?;
+        Ok(events
             .iter()
-            .any(|e| e.reason.as_deref() == Some("Degraded"))
+            .any(|event| {
+                event
+                    .note
+                    .as_deref()
+                    .is_some_and(|note| note.contains("IPPool pool-c"))
+            })
             .then_some(()))
     })
     .await?;
@@ -189,7 +196,13 @@ async fn workload_versions(client: &Client) -> anyhow::Result<Vec<String>> {
     ])
 }
 
-async fn invalid_change_changes_nothing(client: &Client) -> anyhow::Result<()> {
+async fn invalid_change_changes_nothing(
+    client: &Client,
+    operator: &Operator,
+) -> anyhow::Result<()> {
+    let uid = installation_uid(client).await?;
+    let since = jiff::Timestamp::now();
+    let invalid_before = operator.failures("invalid");
     let workloads_before = workload_versions(client).await?;
     let pools: Api<IpPool> = Api::all(client.clone());
     let before: BTreeMap<String, String> = pools
@@ -216,8 +229,12 @@ async fn invalid_change_changes_nothing(client: &Client) -> anyhow::Result<()> {
         message.contains("nodeSelector"),
         "the message names the field: {message}"
     );
-    // Give the operator time to do anything it should not.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The reconcile that found the change invalid has finished (the failure is counted when it
+    // ends), and an invalid Installation waits for the next change: nothing else runs.
+    wait_for("the invalid reconcile to finish", LIMIT, || async {
+        Ok((operator.failures("invalid") > invalid_before).then_some(()))
+    })
+    .await?;
     let after: BTreeMap<String, String> = pools
         .list(&ListParams::default())
         .await?
@@ -231,18 +248,46 @@ async fn invalid_change_changes_nothing(client: &Client) -> anyhow::Result<()> {
         workload_versions(client).await?,
         "an invalid Installation changed a workload or the CNI config"
     );
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let list = events.list(&ListParams::default()).await?;
+    let events = installation_events(client, &uid, "InvalidConfiguration", since).await?;
     assert!(
-        list.items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("InvalidConfiguration"))
+        events.iter().any(|event| event
+            .note
+            .as_deref()
+            .is_some_and(|note| note.contains("nodeSelector"))),
+        "an InvalidConfiguration Event about this Installation, since the change: {events:?}"
     );
 
     apply_installation(client, json!({"network": {"ipPools": [pool("pool-a", "10.10.0.0/16"), pool("pool-c", "10.30.0.0/16")]}}))
         .await?;
     let fixed = wait_available(client, LIMIT).await?;
     assert!(condition_is(&fixed, "Degraded", "False"));
+    Ok(())
+}
+
+/// Controllers pods that cannot be scheduled (no node matches the Installation's
+/// controlPlaneNodeSelector): the controllers component names a pod and why.
+async fn unschedulable_pods_are_named_in_the_status(client: &Client) -> anyhow::Result<()> {
+    let pools = json!([
+        pool("pool-a", "10.10.0.0/16"),
+        pool("pool-c", "10.30.0.0/16")
+    ]);
+    apply_installation(
+        client,
+        json!({"network": {"ipPools": pools},
+            "controlPlaneNodeSelector": {"weft.test/no-such-node": "true"}}),
+    )
+    .await?;
+    let stuck = wait_status(client, "the controllers' unschedulable pod named", |i| {
+        component_message(i, "controllers").contains(": pod weft-system/weft-controllers-")
+    })
+    .await?;
+    let message = component_message(&stuck, "controllers");
+    assert!(
+        message.contains("on node (none): unschedulable ("),
+        "the message says why: {message}"
+    );
+    apply_installation(client, json!({"network": {"ipPools": pools}})).await?;
+    wait_available(client, LIMIT).await?;
     Ok(())
 }
 
@@ -254,6 +299,7 @@ async fn pools_follow_the_installation() -> anyhow::Result<()> {
     let operator = Operator::start(cluster, "pools").await?;
     add_and_remove_pools(&client).await?;
     unmanaged_pool_conflict_then_adoption(&client).await?;
-    invalid_change_changes_nothing(&client).await?;
+    invalid_change_changes_nothing(&client, &operator).await?;
+    unschedulable_pods_are_named_in_the_status(&client).await?;
     operator.stop().await
 }

@@ -1,6 +1,7 @@
 //! The pure render against checked-in YAML fixtures: each `fixtures/NAME.installation.yaml`
 //! renders to `fixtures/NAME.rendered.yaml` byte for byte. Set `UPDATE_FIXTURES=1` to rewrite
-//! the expected files after an intended change, then review the diff.
+//! the expected files after an intended change: a run that rewrites a file fails with "fixtures
+//! updated, rerun", so a green run always compared; then review the diff.
 
 use std::path::{Path, PathBuf};
 
@@ -23,20 +24,54 @@ fn render_fixture(name: &str) -> (Rendered, String) {
     (rendered, yaml)
 }
 
+/// Compares `yaml` with the file at `expected_path`. With `update`, a differing (or missing)
+/// file is rewritten and the comparison still fails: only an unchanged file passes.
+fn compare_with_fixture(expected_path: &Path, yaml: &str, update: bool) -> Result<(), String> {
+    let expected = std::fs::read_to_string(expected_path);
+    if expected.as_deref().ok() == Some(yaml) {
+        return Ok(());
+    }
+    if update {
+        std::fs::write(expected_path, yaml)
+            .map_err(|error| format!("{}: {error}", expected_path.display()))?;
+        return Err(format!(
+            "fixtures updated, rerun: {} was rewritten; review the diff",
+            expected_path.display()
+        ));
+    }
+    Err(match expected {
+        Ok(_) => format!(
+            "render differs from {}; rerun with UPDATE_FIXTURES=1 and review the diff",
+            expected_path.display()
+        ),
+        Err(error) => format!("{}: {error}", expected_path.display()),
+    })
+}
+
 fn check(name: &str) -> Rendered {
     let (rendered, yaml) = render_fixture(name);
     let expected_path = fixtures().join(format!("{name}.rendered.yaml"));
-    if std::env::var_os("UPDATE_FIXTURES").is_some() {
-        std::fs::write(&expected_path, &yaml).expect("fixture is writable");
+    let update = std::env::var_os("UPDATE_FIXTURES").is_some();
+    if let Err(message) = compare_with_fixture(&expected_path, &yaml, update) {
+        panic!("{name}: {message}");
     }
-    let expected = std::fs::read_to_string(&expected_path)
-        .unwrap_or_else(|error| panic!("{}: {error}", expected_path.display()));
-    assert!(
-        yaml == expected,
-        "render of {name} differs from {}; rerun with UPDATE_FIXTURES=1 and review the diff",
-        expected_path.display()
-    );
     rendered
+}
+
+#[test]
+fn updating_fixtures_fails_the_run_that_rewrote_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.rendered.yaml");
+    std::fs::write(&path, "old\n").unwrap();
+    let error = compare_with_fixture(&path, "new\n", true).unwrap_err();
+    assert!(error.starts_with("fixtures updated, rerun"), "{error}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+    // The rerun compares against the rewritten file and passes.
+    compare_with_fixture(&path, "new\n", true).unwrap();
+    compare_with_fixture(&path, "new\n", false).unwrap();
+    let error = compare_with_fixture(&path, "other\n", false).unwrap_err();
+    assert!(error.contains("UPDATE_FIXTURES=1"), "{error}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
 }
 
 #[test]

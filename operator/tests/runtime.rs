@@ -60,8 +60,26 @@ async fn one_leader_serves_health_and_hands_over_when_it_stops() -> anyhow::Resu
         Ok(second.handles.readiness.get().then_some(()))
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // replica-b competes from now on. The Lease then shows a renewal by replica-a made after
+    // replica-b started: a whole renewal period in which replica-b did not take over.
+    let leases: Api<Lease> = Api::namespaced(cluster.client().await?, common::OPERATOR_NAMESPACE);
+    let renewed_before = leases
+        .get("weft-operator")
+        .await?
+        .spec
+        .and_then(|spec| spec.renew_time);
+    let spec = wait_for("replica-a to renew its Lease", LIMIT, || async {
+        let spec = leases.get("weft-operator").await?.spec.unwrap_or_default();
+        Ok((spec.renew_time.is_some() && spec.renew_time != renewed_before).then_some(spec))
+    })
+    .await?;
+    assert_eq!(spec.holder_identity.as_deref(), Some("replica-a"));
     assert!(!second.handles.leading.get(), "two replicas lead at once");
+    assert_eq!(
+        second.reconciles(),
+        0,
+        "replica-b reconciled while not leading"
+    );
 
     first.stop().await?;
     wait_for("replica-b to take over", LIMIT, || async {

@@ -7,13 +7,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use weft_api::Installation;
 use weft_operator::context::Settings;
 
-use common::{Operator, apply_installation, cluster, wait_available, wait_for};
+use common::{
+    Operator, apply_installation, cluster, installation_events, installation_uid, wait_available,
+    wait_for,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const HOLD: &str = "test.weft.dev/hold";
@@ -37,6 +39,8 @@ async fn a_stuck_teardown_lets_go_after_its_bound_and_reports_what_is_left() -> 
         .patch("weft-node", &PatchParams::default(), &Patch::Merge(&hold))
         .await?;
 
+    let uid = installation_uid(&client).await?;
+    let since = jiff::Timestamp::now();
     let installations: Api<Installation> = Api::all(client.clone());
     installations
         .delete("default", &DeleteParams::default())
@@ -49,14 +53,9 @@ async fn a_stuck_teardown_lets_go_after_its_bound_and_reports_what_is_left() -> 
             .then_some(()))
     })
     .await?;
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let note = wait_for("a TeardownIncomplete Event", LIMIT, || async {
-        let list = events.list(&ListParams::default()).await?;
-        Ok(list
-            .items
-            .into_iter()
-            .find(|event| event.reason.as_deref() == Some("TeardownIncomplete"))
-            .and_then(|event| event.note))
+        let events = installation_events(&client, &uid, "TeardownIncomplete", since).await?;
+        Ok(events.into_iter().find_map(|event| event.note))
     })
     .await?;
     assert!(note.contains("DaemonSet weft-node"), "{note}");

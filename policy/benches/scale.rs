@@ -1,9 +1,10 @@
 //! Scale benchmark: 1,000 pods × 1,000 policies (Kubernetes, weft namespaced and global).
 //!
 //! Measures the full compile, the incremental change when one pod's labels change (compile plus
-//! diff, and the size of the change), and, when run as root with `ip` and `nft`, the time nft
-//! takes to apply both in a fresh network namespace. Run with
-//! `cargo bench -p weft-policy --bench scale`.
+//! diff, and the size of the change), and the time nft takes to apply both in a fresh network
+//! namespace (root with `ip` and `nft` required: it fails loudly without them). Run with
+//! `cargo bench -p weft-policy --bench scale` (as root). `cargo test --all-targets` runs it
+//! without `--bench`: a smoke run at 100 × 100 whose numbers are not measurements.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -15,13 +16,26 @@ use weft_policy::load::load;
 use weft_policy::model::{Cluster, Protocol};
 use weft_policy::nft::{compile, diff};
 
-const PODS: usize = 1000;
-const POLICIES: usize = 1000;
 const NAMESPACES: usize = 20;
 const APPS: usize = 100;
 const ROUNDS: usize = 5;
 
-fn namespaces_and_pods() -> String {
+/// The input size: 1,000 pods × 1,000 policies under `cargo bench`, 100 × 100 otherwise.
+#[derive(Clone, Copy)]
+struct Size {
+    pods: usize,
+    policies: usize,
+}
+
+impl Size {
+    /// The pod relabelled in the incremental runs: in namespace ns-3 (pod-503 at full size).
+    fn relabelled_pod(self) -> String {
+        let middle = self.pods / 2;
+        format!("ns-3/pod-{}", middle - middle % NAMESPACES + 3)
+    }
+}
+
+fn namespaces_and_pods(size: Size) -> String {
     let mut out = String::new();
     for n in 0..NAMESPACES {
         let _ = write!(
@@ -30,7 +44,7 @@ fn namespaces_and_pods() -> String {
             n % 5
         );
     }
-    for p in 0..PODS {
+    for p in 0..size.pods {
         let tier = ["frontend", "backend", "db"][p % 3];
         let _ = write!(
             out,
@@ -46,9 +60,9 @@ fn namespaces_and_pods() -> String {
     out
 }
 
-fn policies() -> String {
+fn policies(size: Size) -> String {
     let mut out = String::new();
-    for i in 0..POLICIES {
+    for i in 0..size.policies {
         let namespace = format!("ns-{}", i % NAMESPACES);
         let app = format!("app-{}", i % APPS);
         let peer_app = format!("app-{}", (i * 7 + 3) % APPS);
@@ -101,22 +115,44 @@ fn time<T>(rounds: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (median(samples), last.expect("at least one round"))
 }
 
-/// The cluster with pod-503 (namespace ns-3, app-3) relabelled to another app.
-fn relabelled(cluster: &Cluster, app: &str) -> Cluster {
+/// The cluster with one pod of namespace ns-3 (pod-503, app-3 at full size) relabelled to
+/// another app.
+fn relabelled(cluster: &Cluster, size: Size, app: &str) -> Cluster {
     let mut changed = cluster.clone();
+    let key = size.relabelled_pod();
     let pod = changed
         .endpoints
         .iter_mut()
-        .find(|e| e.key() == "ns-3/pod-503")
-        .expect("pod-503 exists");
+        .find(|e| e.key() == key)
+        .expect("the relabelled pod exists");
     pod.labels.insert("app".into(), app.into());
     changed
 }
 
 fn main() {
+    assert!(
+        nft_available(),
+        "the benchmark applies nftables rules in a network namespace: run it as root with `ip` \
+         and `nft` (Debian iproute2, nftables)"
+    );
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, as a
+    // quick smoke test of the benchmark itself.
+    let benchmarking = std::env::args().any(|arg| arg == "--bench");
+    let size = if benchmarking {
+        Size {
+            pods: 1000,
+            policies: 1000,
+        }
+    } else {
+        println!("smoke run of the benchmark (cargo test): the numbers below are not measurements");
+        Size {
+            pods: 100,
+            policies: 100,
+        }
+    };
     let sources = vec![
-        ("pods.yaml".to_string(), namespaces_and_pods()),
-        ("policies.yaml".to_string(), policies()),
+        ("pods.yaml".to_string(), namespaces_and_pods(size)),
+        ("policies.yaml".to_string(), policies(size)),
     ];
     let (load_time, cluster) = time(1, || load(&sources).expect("generated input loads"));
     println!(
@@ -146,7 +182,7 @@ fn main() {
         ("app-24", "joins a peer selector"),
         ("app-23", "becomes selected by other policies"),
     ] {
-        let changed = relabelled(&cluster, app);
+        let changed = relabelled(&cluster, size, app);
         let (incremental_time, change) =
             time(ROUNDS, || diff(&ruleset, &compile(&changed, "weft_policy")));
         let next = compile(&changed, "weft_policy");
@@ -168,7 +204,7 @@ fn main() {
 
     let (evaluator_time, evaluator) = time(1, || Evaluator::new(&cluster));
     let pairs: Vec<(usize, usize)> = (0..10_000)
-        .map(|i| (i % PODS, (i * 37 + 11) % PODS))
+        .map(|i| (i % size.pods, (i * 37 + 11) % size.pods))
         .collect();
     let (verdict_time, allowed) = time(1, || {
         pairs
@@ -190,10 +226,6 @@ fn main() {
         verdict_time.as_secs_f64() * 1e6 / pairs.len() as f64
     );
 
-    if !nft_available() {
-        println!("nft apply: skipped, needs root with `ip` and `nft` (Debian iproute2, nftables)");
-        return;
-    }
     let namespace = format!("wp-bench-{}", std::process::id());
     run(&["ip", "netns", "add", &namespace]);
     let full_apply = apply(&namespace, &full);

@@ -1,7 +1,12 @@
 //! ADD: IPAM first, then a veth pair created in one request with its pod end already inside the
 //! pod's namespace; host end up with proxy ARP and a host route per pod address; pod end up with
-//! /32 (/128) addresses and a default route via a link-local gateway. Any failure undoes the
-//! interface and releases the addresses.
+//! /32 (/128) addresses and a default route via a link-local gateway. Any failure undoes what
+//! this call created and releases the attachment's addresses.
+//!
+//! The caller holds the attachment's lock ([`super::lock`]): no other call for this container and
+//! interface runs meanwhile, so the host interface with this attachment's name is either a
+//! leftover of an earlier call (replaced) or the one this call created (undone on failure). An
+//! interface this call did not create, such as a taken `CNI_IFNAME` in the pod, is never touched.
 
 use std::net::IpAddr;
 use std::os::fd::AsFd;
@@ -35,26 +40,30 @@ pub fn add(env: &CniEnv, conf: &PluginConf, stdin: &[u8]) -> Result<CniResult, C
     let ipam = Ipam::resolve(conf, env)?;
     let allocated = ipam.add(env, stdin)?;
     let addresses: Vec<IpAddr> = allocated.ips.iter().map(|ip| ip.address.addr()).collect();
+    let mut created_pair = false;
     match wire(
         attachment,
         netns_path,
         pod_netns.as_fd(),
         conf.effective_mtu(),
         &addresses,
+        &mut created_pair,
     ) {
         Ok(result) => Ok(result),
         Err(error) => {
-            undo(env, attachment, &ipam, stdin);
+            undo(env, attachment, created_pair, &ipam, stdin);
             Err(error)
         }
     }
 }
 
-/// Best effort: remove the half-built pair and release the addresses; the original error wins.
-fn undo(env: &CniEnv, attachment: &Attachment, ipam: &Ipam, stdin: &[u8]) {
-    let host = host_interface_name(attachment);
-    if let Ok(mut netlink) = Netlink::open()
-        && let Ok(Some(link)) = netlink.link_by_name(&host)
+/// Best effort: remove the pair if this call created it, and release the addresses (the failed
+/// ADD leaves the attachment without a working interface, so nothing may keep them); the
+/// original error wins.
+fn undo(env: &CniEnv, attachment: &Attachment, created_pair: bool, ipam: &Ipam, stdin: &[u8]) {
+    if created_pair
+        && let Ok(mut netlink) = Netlink::open()
+        && let Ok(Some(link)) = netlink.link_by_name(&host_interface_name(attachment))
     {
         let _ = netlink.delete_link(link.index);
     }
@@ -77,6 +86,7 @@ fn wire(
     pod_netns: std::os::fd::BorrowedFd<'_>,
     mtu: u32,
     addresses: &[IpAddr],
+    created_pair: &mut bool,
 ) -> Result<CniResult, CniError> {
     let host_name = host_interface_name(attachment);
     let pod_mac = pod_mac(attachment);
@@ -110,6 +120,7 @@ fn wire(
                 netlink_error(error)
             }
         })?;
+    *created_pair = true;
     let host_link = netlink
         .link_by_name(&host_name)
         .map_err(netlink_error)?

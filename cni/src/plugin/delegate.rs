@@ -50,25 +50,25 @@ impl Ipam {
         }
     }
 
-    /// Runs ADD and parses its result, which must hold at least one address.
+    /// Runs ADD and parses its result, which must hold at least one address. A result that
+    /// cannot be used may still stand for addresses the plugin allocated: they are released
+    /// (DEL) before the error is returned.
     pub fn add(&self, env: &CniEnv, stdin: &[u8]) -> Result<CniResult, CniError> {
         let stdout = self.run(env, Command::Add, stdin)?;
-        let result: CniResult = serde_json::from_str(&stdout).map_err(|error| {
-            CniError::new(
-                code::IPAM_DELEGATE,
-                format!(
-                    "IPAM plugin {}: ADD result is not a CNI result: {error}",
-                    self.name()
-                ),
-            )
-        })?;
-        if result.ips.is_empty() {
-            return Err(CniError::new(
-                code::IPAM_DELEGATE,
-                format!("IPAM plugin {}: ADD returned no address", self.name()),
+        let mut unusable = match serde_json::from_str::<CniResult>(&stdout) {
+            Ok(result) if !result.ips.is_empty() => return Ok(result),
+            Ok(_) => "ADD returned no address".to_owned(),
+            Err(error) => format!("ADD result is not a CNI result: {error}"),
+        };
+        if let Err(error) = self.run(env, Command::Del, stdin) {
+            unusable.push_str(&format!(
+                "; releasing its addresses (DEL) failed too: {error}"
             ));
         }
-        Ok(result)
+        Err(CniError::new(
+            code::IPAM_DELEGATE,
+            format!("IPAM plugin {}: {unusable}", self.name()),
+        ))
     }
 
     fn name(&self) -> String {

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use weft_api::{ClusterFacts, CniType, ComputedInstallation, IpPool};
 
 pub use cni::{CNI_CONFIG_KEY, CNI_CONFIG_NAME, conflist};
+pub use controllers::CONTROLLERS_NAME;
 pub use node::{CNI_CONFIG_HASH_ANNOTATION, NODE_AGENT_NAME};
 pub use pools::pool_spec;
 pub use yaml::{RenderYamlError, to_yaml};

@@ -10,9 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weft_api::Installation;
@@ -99,6 +100,15 @@ impl Operator {
     pub fn reconciles(&self) -> u64 {
         self.handles.metrics.reconciles.get()
     }
+
+    /// Finished reconciles that failed with error `kind` (`invalid`, `apply`, ...).
+    pub fn failures(&self, kind: &str) -> u64 {
+        self.handles
+            .metrics
+            .failures
+            .get_or_create(&weft_operator::metrics::ErrorLabels { kind: kind.into() })
+            .get()
+    }
 }
 
 /// Polls `check` every 250 ms until it returns `Some`, failing with `what` after `limit`.
@@ -123,6 +133,56 @@ where
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The Events with `reason` about the Installation whose uid is `uid` (so never about an earlier
+/// Installation of the shared cluster) last seen at or after `since`.
+pub async fn installation_events(
+    client: &Client,
+    uid: &str,
+    reason: &str,
+    since: jiff::Timestamp,
+) -> anyhow::Result<Vec<Event>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    Ok(events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|event| {
+            let about = event.regarding.as_ref().is_some_and(|regarding| {
+                regarding.kind.as_deref() == Some("Installation")
+                    && regarding.uid.as_deref() == Some(uid)
+            });
+            let last_seen = event
+                .series
+                .as_ref()
+                .map(|series| series.last_observed_time.0)
+                .or(event.event_time.as_ref().map(|time| time.0));
+            about
+                && event.reason.as_deref() == Some(reason)
+                && last_seen.is_some_and(|time| time >= since)
+        })
+        .collect())
+}
+
+/// How many times the Events were published (an Event series counts each occurrence).
+pub fn occurrences(events: &[Event]) -> i32 {
+    events
+        .iter()
+        .map(|event| event.series.as_ref().map_or(1, |series| series.count))
+        .sum()
+}
+
+/// The uid of `Installation/default`.
+pub async fn installation_uid(client: &Client) -> anyhow::Result<String> {
+    let installation = Api::<Installation>::all(client.clone())
+        .get("default")
+        .await?;
+    installation
+        .metadata
+        .uid
+        .context("Installation/default has no uid")
 }
 
 pub fn condition<'a>(installation: &'a Installation, type_: &str) -> Option<&'a Condition> {

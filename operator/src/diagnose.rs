@@ -1,0 +1,213 @@
+//! Why a component's pods do not start: while a component is not available, its pods in
+//! `weft-system` are looked up (by the workload's selector labels; nothing is cached) and the
+//! first problems found (unschedulable, image pull failures, crash loops, OOM kills, bad
+//! container configuration) are named with the pod and its node, for the component's message.
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use crate::labels::{NAMESPACE, selector_labels};
+
+/// How many pod problems a component message names at most.
+const MAX_NAMED: usize = 3;
+
+/// Waiting reasons that mean a container cannot start on its own.
+const STUCK_WAITING: [&str; 7] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// What keeps `pod` from running, if anything recognisable: `pod weft-system/x on node n:
+/// container c: ImagePullBackOff (message)`.
+pub fn pod_problem(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.node_name.clone())
+        .unwrap_or_else(|| "(none)".into());
+    let unschedulable = status.conditions.iter().flatten().find(|condition| {
+        condition.type_ == "PodScheduled"
+            && condition.status == "False"
+            && condition.reason.as_deref() == Some("Unschedulable")
+    });
+    let problem = match unschedulable {
+        Some(condition) => Some(format!(
+            "unschedulable{}",
+            with_detail(condition.message.as_deref())
+        )),
+        None => status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten())
+            .find_map(container_problem),
+    }?;
+    Some(format!(
+        "pod {}/{} on node {node}: {problem}",
+        pod.namespace().unwrap_or_default(),
+        pod.name_any()
+    ))
+}
+
+fn with_detail(message: Option<&str>) -> String {
+    match message.map(str::trim).filter(|text| !text.is_empty()) {
+        Some(text) => format!(" ({text})"),
+        None => String::new(),
+    }
+}
+
+fn container_problem(container: &ContainerStatus) -> Option<String> {
+    let state = container.state.as_ref();
+    if let Some(waiting) = state.and_then(|state| state.waiting.as_ref())
+        && let Some(reason) = waiting.reason.as_deref()
+        && STUCK_WAITING.contains(&reason)
+    {
+        let oom = last_oom(container)
+            .map(|_| ", last terminated: OOMKilled")
+            .unwrap_or_default();
+        return Some(format!(
+            "container {}: {reason}{}{oom}",
+            container.name,
+            with_detail(waiting.message.as_deref())
+        ));
+    }
+    let terminated = state.and_then(|state| state.terminated.as_ref());
+    if terminated.and_then(|t| t.reason.as_deref()) == Some("OOMKilled")
+        || last_oom(container).is_some()
+    {
+        return Some(format!(
+            "container {}: OOMKilled (restarted {} times); raise its memory limit",
+            container.name, container.restart_count
+        ));
+    }
+    None
+}
+
+fn last_oom(container: &ContainerStatus) -> Option<()> {
+    let terminated = container.last_state.as_ref()?.terminated.as_ref()?;
+    (terminated.reason.as_deref() == Some("OOMKilled")).then_some(())
+}
+
+/// The problems of the pods of workload `name` (selector labels) in `weft-system`, at most
+/// [`MAX_NAMED`] named plus a count of the rest, joined for a component message.
+pub async fn workload_pod_problems(
+    client: &Client,
+    name: &str,
+) -> Result<Option<String>, kube::Error> {
+    let selector = selector_labels(name)
+        .into_iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    let problems: Vec<String> = list.items.iter().filter_map(pod_problem).collect();
+    Ok(summarise(problems))
+}
+
+fn summarise(mut problems: Vec<String>) -> Option<String> {
+    if problems.is_empty() {
+        return None;
+    }
+    problems.sort();
+    let more = problems.len().saturating_sub(MAX_NAMED);
+    problems.truncate(MAX_NAMED);
+    let mut text = problems.join("; ");
+    if more > 0 {
+        text.push_str(&format!(
+            "; and {more} more pod{}",
+            if more == 1 { "" } else { "s" }
+        ));
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "weft-node-abcde", "namespace": "weft-system"},
+            "spec": {"nodeName": "node-1", "containers": []},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn waiting(reason: &str, message: &str) -> serde_json::Value {
+        json!({"containerStatuses": [{"name": "weft-agent", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 4,
+            "state": {"waiting": {"reason": reason, "message": message}}}]})
+    }
+
+    #[test]
+    fn image_pull_and_crash_loop_name_pod_node_container_and_reason() {
+        let problem = pod_problem(&pod(waiting(
+            "ImagePullBackOff",
+            "Back-off pulling image \"ghcr.io/weft/weft-agent:9\"",
+        )));
+        assert_eq!(
+            problem.as_deref(),
+            Some(
+                "pod weft-system/weft-node-abcde on node node-1: container weft-agent: \
+                 ImagePullBackOff (Back-off pulling image \"ghcr.io/weft/weft-agent:9\")"
+            )
+        );
+        let problem = pod_problem(&pod(waiting("CrashLoopBackOff", ""))).unwrap();
+        assert!(
+            problem.ends_with("container weft-agent: CrashLoopBackOff"),
+            "{problem}"
+        );
+        // Merely starting is no problem.
+        assert_eq!(pod_problem(&pod(waiting("ContainerCreating", ""))), None);
+    }
+
+    #[test]
+    fn oom_kills_and_unschedulable_pods_are_named() {
+        let oom = pod(
+            json!({"containerStatuses": [{"name": "weft-agent", "image": "i",
+            "imageID": "", "ready": false, "restartCount": 2,
+            "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
+        );
+        assert_eq!(
+            pod_problem(&oom).as_deref(),
+            Some(
+                "pod weft-system/weft-node-abcde on node node-1: container weft-agent: \
+                 OOMKilled (restarted 2 times); raise its memory limit"
+            )
+        );
+        let mut pending = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity."}]}),
+        );
+        pending.spec.as_mut().unwrap().node_name = None;
+        assert_eq!(
+            pod_problem(&pending).as_deref(),
+            Some(
+                "pod weft-system/weft-node-abcde on node (none): unschedulable (0/3 nodes are \
+                 available: 3 node(s) didn't match Pod's node affinity.)"
+            )
+        );
+    }
+
+    #[test]
+    fn at_most_three_problems_are_named() {
+        assert_eq!(summarise(Vec::new()), None);
+        let problems = (0..5).map(|i| format!("pod p{i}")).collect();
+        assert_eq!(
+            summarise(problems).as_deref(),
+            Some("pod p0; pod p1; pod p2; and 2 more pods")
+        );
+    }
+}
