@@ -106,6 +106,11 @@ impl State {
         let program = self.program_for(container);
         if let Some(process) = self.processes.get_mut(uid) {
             let Ok(Some(status)) = process.child.try_wait() else {
+                if !self.ready.contains(uid) {
+                    // Started, but reporting it failed last time.
+                    self.report_running(pod, container, 0).await?;
+                    self.ready.insert(uid.to_string());
+                }
                 return Ok(());
             };
             let code = status.code().unwrap_or(-1);

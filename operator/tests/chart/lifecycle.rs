@@ -243,6 +243,12 @@ fn previous_chart(dir: &Path) -> anyhow::Result<PathBuf> {
         "the CRD has {NEW_FIELD}"
     );
     std::fs::write(&crd_path, serde_json::to_string_pretty(&crd)?)?;
+    let written = std::fs::read_to_string(&crd_path)?;
+    ensure!(
+        !written.contains(NEW_FIELD),
+        "{} still mentions {NEW_FIELD}",
+        crd_path.display()
+    );
     Ok(chart)
 }
 

@@ -49,9 +49,49 @@ async fn refused_install_changes_nothing(s: &Scenario) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(s.client.clone());
     ensure!(
         namespaces.get_opt(NAMESPACE).await?.is_none(),
-        "the refused install created nothing, not even namespace {NAMESPACE}"
+        "the refused install created no namespace {NAMESPACE}"
     );
-    Ok(())
+    let deployments: Api<Deployment> = Api::all(s.client.clone());
+    let weft = ListParams::default().labels("app.kubernetes.io/part-of=weft");
+    ensure!(
+        deployments.list(&weft).await?.items.is_empty(),
+        "the refused install created no operator"
+    );
+    // Helm creates a chart's crds/ before it checks the values against the schema, so the
+    // refused install has created weft's CRDs (and nothing else). Remove them: the scenario
+    // starts from the previous chart's CRDs.
+    let crds: Api<CustomResourceDefinition> = Api::all(s.client.clone());
+    let created: Vec<String> = crds
+        .list(&ListParams::default())
+        .await?
+        .iter()
+        .map(|crd| crd.name_any())
+        .filter(|name| name.ends_with(".weft.dev"))
+        .collect();
+    println!(
+        "the refused install created no release, namespace or workload; Helm had already created the CRDs of crds/: {created:?}"
+    );
+    delete_crds(s).await
+}
+
+async fn delete_crds(s: &Scenario) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(s.client.clone());
+    for crd in weft_api::crds() {
+        match crds.delete(&crd.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    wait_for("weft's CRDs to be gone", AVAILABLE_WITHIN, || async {
+        for crd in weft_api::crds() {
+            if crds.get_opt(&crd.name_any()).await?.is_some() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await
 }
 
 async fn install_previous(s: &Scenario, previous: &Path) -> anyhow::Result<()> {
@@ -82,10 +122,14 @@ async fn install_previous(s: &Scenario, previous: &Path) -> anyhow::Result<()> {
         "the previous chart ran the operator without --manage-crds: {:?}",
         runs[0].args
     );
-    ensure!(
-        !crd_has_field(&s.client).await?,
-        "the previous CRD lacks {NEW_FIELD}"
-    );
+    if crd_has_field(&s.client).await? {
+        let crds: Api<CustomResourceDefinition> = Api::all(s.client.clone());
+        let crd = crds.get(GNP_CRD).await?;
+        bail!(
+            "the previous chart's CRD should lack {NEW_FIELD}; managers: {:?}",
+            crd.metadata.managed_fields
+        );
+    }
     weft_operator::manifests::apply_yaml(&s.client, "user objects", USER_OBJECTS, "chart-test")
         .await?;
     Ok(())
@@ -390,26 +434,15 @@ async fn install_again(s: &Scenario) -> anyhow::Result<()> {
 /// What a user does to remove weft completely: delete the CRDs (and with them every IP pool and
 /// policy), then the release namespace Helm created. The next scenario starts from scratch.
 async fn remove_everything(s: &Scenario) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(s.client.clone());
-    for crd in weft_api::crds() {
-        crds.delete(&crd.name_any(), &DeleteParams::default())
-            .await?;
-    }
+    delete_crds(s).await?;
     let namespaces: Api<Namespace> = Api::all(s.client.clone());
     namespaces
         .delete(NAMESPACE, &DeleteParams::default())
         .await?;
     wait_for(
-        "the CRDs and the release namespace to be gone",
+        "the release namespace to be gone",
         AVAILABLE_WITHIN,
-        || async {
-            for crd in weft_api::crds() {
-                if crds.get_opt(&crd.name_any()).await?.is_some() {
-                    return Ok(None);
-                }
-            }
-            Ok(namespaces.get_opt(NAMESPACE).await?.is_none().then_some(()))
-        },
+        || async { Ok(namespaces.get_opt(NAMESPACE).await?.is_none().then_some(())) },
     )
     .await
 }
