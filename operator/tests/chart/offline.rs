@@ -251,3 +251,16 @@ fn with_default_values_the_chart_is_config_default() {
         );
     }
 }
+
+#[test]
+fn chart_yaml_ships_the_workspace_version() {
+    let text = std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap();
+    let chart: Value = serde_saphyr::from_str(&text).expect("Chart.yaml is YAML");
+    assert_eq!(chart["apiVersion"], "v2");
+    assert_eq!(chart["name"], "weft");
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(chart["version"], env!("CARGO_PKG_VERSION"));
+    for key in ["kubeVersion", "home", "sources", "maintainers", "keywords"] {
+        assert!(!chart[key].is_null(), "Chart.yaml has {key}");
+    }
+}
