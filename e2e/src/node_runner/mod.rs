@@ -63,6 +63,7 @@ pub struct Run {
 /// stops them and deletes the Node; dropping it kills the processes.
 pub struct NodeRunner {
     name: String,
+    dir: PathBuf,
     runs: Arc<Mutex<Vec<Run>>>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -87,7 +88,7 @@ impl NodeRunner {
             client: client.clone(),
             options,
             admin_kubeconfig: cluster.kubeconfig().to_path_buf(),
-            dir,
+            dir: dir.clone(),
             runs: runs.clone(),
             processes: HashMap::new(),
             ready: HashSet::new(),
@@ -95,6 +96,7 @@ impl NodeRunner {
         let task = tokio::spawn(state.serve(stopped));
         Ok(Self {
             name,
+            dir,
             runs,
             stop,
             task: Some(task),
@@ -105,6 +107,11 @@ impl NodeRunner {
     /// The Node's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Where the output of pod `namespace/pod` is written.
+    pub fn log_path(&self, namespace: &str, pod: &str) -> PathBuf {
+        self.dir.join(pods::log_file_name(namespace, pod))
     }
 
     /// Every process started so far, oldest first.

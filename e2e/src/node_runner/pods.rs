@@ -176,7 +176,7 @@ impl State {
             &account,
         )?;
         let args = container.args.clone().unwrap_or_default();
-        let log_path = self.dir.join(format!("{namespace}_{name}.log"));
+        let log_path = self.dir.join(log_file_name(&namespace, &name));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -331,6 +331,10 @@ impl State {
             ))),
         }
     }
+}
+
+pub(crate) fn log_file_name(namespace: &str, pod: &str) -> String {
+    format!("{namespace}_{pod}.log")
 }
 
 /// SIGTERM, then SIGKILL after `grace`; returns the exit code (-1 for a signal).
