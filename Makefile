@@ -4,7 +4,7 @@ CARGO ?= cargo
 DEBIAN_PACKAGES := nftables iproute2 containernetworking-plugins ethtool iputils-ping
 CONTROL_PLANE_BIN = $(shell bash e2e/scripts/build-control-plane.sh 2>/dev/null | tail -n 1)
 
-.PHONY: all demo test unit lint fmt crds control-plane packages cluster-up cluster-down bench
+.PHONY: all demo test unit lint fmt crds control-plane helm packages cluster-up cluster-down bench
 
 all: lint test
 
@@ -14,12 +14,16 @@ demo: control-plane
 	$(CARGO) run --quiet -p weft-e2e --bin weft-demo
 
 ## test: every test, unit and integration, on the real control plane and real network namespaces.
-test: packages control-plane
+test: packages control-plane helm
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 ## control-plane: build the pinned Kubernetes binaries (once per version) into target/k8s/.
 control-plane:
 	@bash e2e/scripts/build-control-plane.sh
+
+## helm: build the pinned Helm 3 and Helm 4 (once per version) into target/helm/ for the chart tests.
+helm:
+	@bash e2e/scripts/build-helm.sh >/dev/null
 
 ## packages: the Debian packages the dataplane tests need (installed when missing).
 packages:
@@ -36,9 +40,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## crds: regenerate crds/ (one file per CRD) from the Rust types.
+## crds: regenerate crds/ (one file per CRD) from the Rust types, and the chart's copy of them.
 crds:
 	$(CARGO) run --quiet -p weftctl -- crds --out-dir crds
+	cp crds/*.weft.dev.yaml charts/weft/crds/
 
 ## bench: the benchmarks recorded in BENCHMARKS.md (release builds; root for the CNI and nft ones).
 bench: packages control-plane

@@ -82,7 +82,8 @@ impl Binaries {
     }
 }
 
-fn target_dir() -> PathBuf {
+/// The workspace's cargo target directory (`$CARGO_TARGET_DIR` when set).
+pub(crate) fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }

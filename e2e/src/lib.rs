@@ -15,6 +15,8 @@ mod args;
 pub mod binaries;
 mod cluster;
 mod crds;
+pub mod helm;
+pub mod node_runner;
 mod pki;
 mod ports;
 pub mod process;
@@ -29,6 +31,8 @@ pub use cluster::{
     CLUSTER_CIDR, ClusterOptions, KWOK_NODE_ANNOTATION, LocalCluster, NODE_CIDR_MASK, SERVICE_CIDR,
 };
 pub use crds::install_crds;
+pub use helm::{Helm, HelmMajor};
+pub use node_runner::{NodeRunner, RunnerOptions};
 pub use process::Lifetime;
 
 /// Why the local cluster could not start or serve.
@@ -39,6 +43,13 @@ pub enum Error {
          (or point WEFT_K8S_BIN_DIR at a directory holding them)"
     )]
     MissingBinaries { dir: PathBuf, missing: String },
+    #[error(
+        "Helm missing at {path}; build it with `make helm` (or point {variable} at a helm binary)"
+    )]
+    MissingHelm {
+        path: PathBuf,
+        variable: &'static str,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -1,5 +1,5 @@
-//! The `weft-operator` binary: parses flags, sets up logging, connects to the API server and runs
-//! the operator until SIGTERM or Ctrl-C.
+//! The `weft-operator` binary: parses flags, sets up logging, connects to the API server, applies
+//! weft's CRDs when `--manage-crds` is given, and runs the operator until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -10,12 +10,35 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 use weft_operator::context::Settings;
+use weft_operator::labels::FIELD_MANAGER;
+use weft_operator::manifests::install_crds;
 use weft_operator::runtime::{Handles, Options, run};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn directive(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
 }
 
 /// Installs and keeps reconciling weft from `Installation/default`.
@@ -40,10 +63,18 @@ struct Args {
     /// Log format.
     #[arg(long, env = "WEFT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Log level; RUST_LOG, when set, takes precedence (for per-module directives).
+    #[arg(long, env = "WEFT_LOG_LEVEL", value_enum, default_value = "info")]
+    log_level: LogLevel,
+    /// Server-side-apply weft's CRDs (the ones this binary was built with) before starting, so
+    /// rolling out a new operator version upgrades them.
+    #[arg(long)]
+    manage_crds: bool,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, level: LogLevel) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.directive()));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),
@@ -74,7 +105,7 @@ fn watch_signals(shutdown: watch::Sender<bool>) -> std::io::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
+    init_logging(args.log_format, args.log_level);
     let (stop, shutdown) = watch::channel(false);
     if let Err(error) = watch_signals(stop) {
         tracing::error!(%error, "cannot handle signals");
@@ -87,6 +118,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.manage_crds {
+        if let Err(error) = install_crds(&client, FIELD_MANAGER).await {
+            tracing::error!(%error, "cannot apply weft's CRDs (--manage-crds)");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!("applied weft's CRDs");
+    }
     let options = Options {
         health_address: args.health_address,
         lease_namespace: (!args.no_leader_election).then_some(args.lease_namespace),
