@@ -5,7 +5,7 @@ DEBIAN_PACKAGES := nftables iproute2 containernetworking-plugins
 CONTROL_PLANE_BIN = $(shell bash e2e/scripts/build-control-plane.sh 2>/dev/null | tail -n 1)
 
 .PHONY: all demo test unit lint fmt crds control-plane packages cluster-up cluster-down bench
-.PHONY: docker images node-image e2e-up e2e-down e2e check
+.PHONY: docker images node-image e2e-up e2e-down e2e e2e-netpol check
 
 all: lint test
 
@@ -72,3 +72,14 @@ e2e-up: control-plane
 
 e2e-down:
 	@bash e2e/kind/down.sh
+
+## check: `weftctl check` against the e2e cluster (the outside container stands for the internet).
+check:
+	@source e2e/kind/cluster.env && KUBECONFIG=$$KUBECONFIG_FILE $(CARGO) run --quiet -p weftctl -- check --outside $$OUTSIDE_IP:$$OUTSIDE_PORT
+
+## e2e: the upstream [Feature:NetworkPolicy] and [sig-network] [Conformance] suites on the e2e cluster.
+e2e:
+	@bash e2e/kind/conformance.sh all
+
+e2e-netpol:
+	@bash e2e/kind/conformance.sh netpol

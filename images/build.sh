@@ -2,6 +2,7 @@
 # Builds weft's images from static musl binaries: ghcr.io/weft/weft-operator:VERSION and
 # ghcr.io/weft/weft-agent:VERSION (VERSION: the workspace version), then prints their sizes.
 #   images/build.sh [operator] [agent]   (default: both)
+#   images/build.sh --available          both, or only the operator while weft-agent has no binary
 # The agent image needs the weft-agent binary; it is an error when the agent crate has none.
 set -euo pipefail
 root_dir=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,6 +10,8 @@ cd "$root_dir"
 registry=${WEFT_IMAGE_REGISTRY:-ghcr.io/weft}
 musl=x86_64-unknown-linux-musl
 target_dir=${CARGO_TARGET_DIR:-target}
+available=false
+if [ "${1:-}" = --available ]; then available=true; shift; fi
 wanted=("${@:-operator agent}")
 read -r -a wanted <<<"${wanted[*]}"
 for w in "${wanted[@]}"; do
@@ -30,9 +33,11 @@ for w in "${wanted[@]}"; do
   case "$w" in
     operator) packages+=(-p weft-operator) ;;
     agent)
-      has_bin weft-agent weft-agent || {
+      if ! has_bin weft-agent weft-agent; then
         echo "images: the weft-agent crate has no weft-agent binary yet; the agent image cannot be built" >&2
-        exit 1; }
+        $available || exit 1
+        wanted=(operator); packages=(-p weft-operator); break
+      fi
       packages+=(-p weft-agent -p weft-cni) ;;
   esac
 done

@@ -78,6 +78,8 @@ build_one() {
       CGO=1 go_build "$e2e_dir/go/node" "$1" "k8s.io/kubernetes/cmd/$1" "" "$(k8s_ldflags)" ;;
     agnhost)
       go_build "$e2e_dir/go/node" agnhost k8s.io/kubernetes/test/images/agnhost "" "-s -w" ;;
+    ginkgo)
+      go_build "$e2e_dir/go/node" ginkgo github.com/onsi/ginkgo/v2/ginkgo "" "-s -w" ;;
     e2e.test)
       built e2e.test && return 0
       local started=$SECONDS

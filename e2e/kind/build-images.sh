@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds, from binaries built here, every image a kubeadm cluster of KUBERNETES_VERSION runs, under
 # the exact names `kubeadm config images list` prints: kube-apiserver, kube-controller-manager,
-# kube-scheduler, kube-proxy, etcd, coredns and pause (and agnhost with `agnhost`). Images land in
+# kube-scheduler, kube-proxy, etcd, coredns and pause (with `tests`: the upstream test images
+# agnhost, busybox, glibc-dns-testing and nginx). Images land in
 # the local Docker store and as `docker save` archives in target/kind/images/<versions>/ (which the
 # node image imports). Existing images are kept. Prints the archive directory.
-#   build-images.sh [agnhost]
+#   build-images.sh [tests]
 set -euo pipefail
 kind_dir=$(cd "$(dirname "$0")" && pwd)
 e2e_dir=$(cd "$kind_dir/.." && pwd)
@@ -12,9 +13,6 @@ root_dir=$(cd "$e2e_dir/.." && pwd)
 source "$e2e_dir/versions.env"
 source "$kind_dir/versions.env"
 target="${CARGO_TARGET_DIR:-$root_dir/target}"
-cp_bin=$(bash "$e2e_dir/scripts/build-control-plane.sh" | tail -n 1)
-bin=$(bash "$kind_dir/build-bins.sh" kubeadm kube-proxy coredns | tail -n 1)
-rootfs=$(bash "$kind_dir/rootfs.sh")
 out="$target/kind/images/${KUBERNETES_VERSION}"
 mkdir -p "$out"
 docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
@@ -58,25 +56,44 @@ DOCKERFILE
   build "$1" "$ctx"
 }
 
-if [ "${1:-}" = agnhost ]; then
+# The upstream test images the check and the suites run, under their upstream names, on the Debian
+# test rootfs (the upstream ones are alpine/Debian with these tools; tests exec sh, curl, nc, ip,
+# dig, wget and nslookup in them).
+if [ "${1:-}" = tests ]; then
+  testfs=$(bash "$kind_dir/rootfs.sh" tests)
   abin=$(bash "$kind_dir/build-bins.sh" agnhost | tail -n 1)/agnhost
+  repo=registry.k8s.io/e2e-test-images
   ctx="$target/kind/images/ctx/agnhost"; rm -rf "$ctx"; mkdir -p "$ctx"; cp "$abin" "$ctx/"
   cp "$k8s_mod/test/images/agnhost/porter/localhost.crt" "$k8s_mod/test/images/agnhost/porter/localhost.key" "$ctx/"
-  agnhost_version=$(cat "$k8s_mod/test/images/agnhost/VERSION")
-  # The upstream image is alpine with these tools; tests exec sh, curl, nc, ip and dig in it.
+  chmod u+w "$ctx"/*
   cat >"$ctx/Dockerfile" <<DOCKERFILE
-FROM $rootfs
+FROM $testfs
 COPY agnhost localhost.crt localhost.key /
 RUN ln -s agnhost /agnhost-2 && mkdir /uploads && \\
-    useradd -u 1000 -M user-defined-in-image && groupadd -g 50000 group-defined-in-image && \\
-    usermod -a -G group-defined-in-image user-defined-in-image
+    groupadd -g 50000 group-defined-in-image && useradd -u 1000 -M -G group-defined-in-image user-defined-in-image
 ENTRYPOINT ["/agnhost"]
 CMD ["pause"]
 DOCKERFILE
-  build "registry.k8s.io/e2e-test-images/agnhost:$agnhost_version" "$ctx"
+  build "$repo/agnhost:$(cat "$k8s_mod/test/images/agnhost/VERSION")" "$ctx"
+  ctx="$target/kind/images/ctx/busybox"; rm -rf "$ctx"; mkdir -p "$ctx"
+  cat >"$ctx/Dockerfile" <<DOCKERFILE
+FROM $testfs
+RUN for applet in \$(busybox --list); do command -v "\$applet" >/dev/null || ln -s /bin/busybox "/usr/local/bin/\$applet"; done
+CMD ["sh"]
+DOCKERFILE
+  build "$repo/busybox:1.37.0-1" "$ctx"
+  ctx="$target/kind/images/ctx/glibc-dns-testing"; rm -rf "$ctx"; mkdir -p "$ctx"
+  printf 'FROM %s\nCMD ["sh"]\n' "$testfs" >"$ctx/Dockerfile"
+  build "$repo/glibc-dns-testing:2.0.0" "$ctx"
+  ctx="$target/kind/images/ctx/nginx"; rm -rf "$ctx"; mkdir -p "$ctx"
+  printf 'FROM %s\nEXPOSE 80\nCMD ["nginx", "-g", "daemon off;"]\n' "$testfs" >"$ctx/Dockerfile"
+  build "$repo/nginx:1.15-4" "$ctx"
   echo "$out"; exit 0
 fi
 
+cp_bin=$(bash "$e2e_dir/scripts/build-control-plane.sh" | tail -n 1)
+bin=$(bash "$kind_dir/build-bins.sh" kubeadm kube-proxy coredns | tail -n 1)
+rootfs=$(bash "$kind_dir/rootfs.sh")
 images=$("$bin/kubeadm" config images list --kubernetes-version "$KUBERNETES_VERSION")
 name_of() { grep -E "/$1:" <<<"$images"; }
 for component in kube-apiserver kube-controller-manager kube-scheduler; do

@@ -35,6 +35,7 @@ else
   bin=$(bash "$kind_dir/build-bins.sh" | tail -n 1)
   cp_bin=$(bash "$e2e_dir/scripts/build-control-plane.sh" | tail -n 1)
   archives=$(bash "$kind_dir/build-images.sh" | tail -n 1)
+  bash "$kind_dir/build-images.sh" tests >/dev/null
   pause=$("$bin/kubeadm" config images list --kubernetes-version "$KUBERNETES_VERSION" | grep /pause:)
 fi
 kind_mod=$(cd "$e2e_dir/go/kind" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)

@@ -22,8 +22,7 @@ export PATH="$cp_bin:$PATH"
 node_image=${KIND_NODE_IMAGE:-$(bash "$kind_dir/build-node-image.sh" | tail -n 1)}
 log "node image $node_image"
 
-images=$(bash "$root_dir/images/build.sh" operator agent 2>&1 | tee /dev/stderr | sed -n 's/^images: \([^ ]*\) .*/\1/p') ||
-  images=$(bash "$root_dir/images/build.sh" operator | sed -n 's/^images: \([^ ]*\) .*/\1/p')
+images=$(bash "$root_dir/images/build.sh" --available | sed -n 's/^images: \([^ ]*\) .*/\1/p')
 
 if "$kind" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   echo "e2e-up: cluster $CLUSTER exists; run make e2e-down first" >&2; exit 1
@@ -33,6 +32,9 @@ for net in "$NET_A:$SUBNET_A" "$NET_B:$SUBNET_B"; do
     docker network create --internal --subnet "${net#*:}" "${net%%:*}" >/dev/null
 done
 bash "$kind_dir/isolate.sh" up
+agnhost=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep -m1 '^registry.k8s.io/e2e-test-images/agnhost:')
+docker run -d --name "$OUTSIDE" --network "$NET_A" --ip "$OUTSIDE_IP" "$agnhost" \
+  netexec --http-port="$OUTSIDE_PORT" --udp-port=-1 >/dev/null
 
 mkdir -p "$STATE"
 log "kind create cluster --name $CLUSTER"
@@ -73,4 +75,5 @@ done
 kubectl --kubeconfig "$KUBECONFIG_FILE" get nodes -o wide >&2
 kubectl --kubeconfig "$KUBECONFIG_FILE" get installation >&2
 log "up in $((SECONDS - started))s"
+log "outside the cluster: $OUTSIDE at $OUTSIDE_IP:$OUTSIDE_PORT (weftctl check --outside $OUTSIDE_IP:$OUTSIDE_PORT)"
 echo "export KUBECONFIG=$KUBECONFIG_FILE"
