@@ -77,7 +77,7 @@ build_one() {
     kubelet|kubeadm|kubectl|kube-proxy)
       CGO=1 go_build "$e2e_dir/go/node" "$1" "k8s.io/kubernetes/cmd/$1" "" "$(k8s_ldflags)" ;;
     agnhost)
-      go_build "$e2e_dir/go/node" agnhost k8s.io/kubernetes/test/images/agnhost "" "-s -w" ;;
+      CGO=1 go_build "$e2e_dir/go/node" agnhost k8s.io/kubernetes/test/images/agnhost "" "-s -w" ;;
     ginkgo)
       go_build "$e2e_dir/go/node" ginkgo github.com/onsi/ginkgo/v2/ginkgo "" "-s -w" ;;
     e2e.test)
@@ -92,6 +92,6 @@ build_one() {
 }
 
 all=(containerd containerd-shim-runc-v2 ctr crictl loopback host-local portmap ptp bridge kind coredns
-  kubelet kubeadm kubectl kube-proxy)
+  kubelet kubeadm kube-proxy)
 for name in "${@:-${all[@]}}"; do build_one "$name"; done
 echo "$bin"

@@ -91,7 +91,7 @@ DOCKERFILE
   echo "$out"; exit 0
 fi
 
-cp_bin=$(bash "$e2e_dir/scripts/build-control-plane.sh" | tail -n 1)
+cp_bin=${WEFT_CONTROL_PLANE_BIN:-$(bash "$e2e_dir/scripts/build-control-plane.sh" | tail -n 1)}
 bin=$(bash "$kind_dir/build-bins.sh" kubeadm kube-proxy coredns | tail -n 1)
 rootfs=$(bash "$kind_dir/rootfs.sh")
 images=$("$bin/kubeadm" config images list --kubernetes-version "$KUBERNETES_VERSION")
@@ -106,9 +106,10 @@ ctx="$target/kind/images/ctx/kube-proxy"; rm -rf "$ctx"; mkdir -p "$ctx"; cp "$b
 printf 'FROM %s\nCOPY kube-proxy /usr/local/bin/kube-proxy\nENTRYPOINT ["/usr/local/bin/kube-proxy"]\n' "$rootfs" >"$ctx/Dockerfile"
 build "$(name_of kube-proxy)" "$ctx"
 
-# coredns: static, like the upstream image; runs as nonroot.
+# coredns: static, like the upstream image; it runs as root with only NET_BIND_SERVICE (the
+# kubeadm Deployment drops every other capability); upstream runs it as nonroot with a file capability.
 ctx="$target/kind/images/ctx/coredns"; rm -rf "$ctx"; mkdir -p "$ctx"; cp "$bin/coredns" "$ctx/"
-printf 'FROM scratch\nLABEL org.opencontainers.image.version=%s\nCOPY coredns /coredns\nUSER 65532:65532\nEXPOSE 53 53/udp\nENTRYPOINT ["/coredns"]\n' \
+printf 'FROM scratch\nLABEL org.opencontainers.image.version=%s\nCOPY coredns /coredns\nEXPOSE 53 53/udp\nENTRYPOINT ["/coredns"]\n' \
   "$COREDNS_VERSION" >"$ctx/Dockerfile"
 build "$(name_of coredns)" "$ctx"
 

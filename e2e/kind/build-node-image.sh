@@ -33,7 +33,7 @@ if [ "${1:-}" = --base-only ]; then
   pause=${PAUSE_IMAGE:-registry.k8s.io/pause:3.10.2}
 else
   bin=$(bash "$kind_dir/build-bins.sh" | tail -n 1)
-  cp_bin=$(bash "$e2e_dir/scripts/build-control-plane.sh" | tail -n 1)
+  cp_bin=${WEFT_CONTROL_PLANE_BIN:-$(bash "$e2e_dir/scripts/build-control-plane.sh" | tail -n 1)}
   archives=$(bash "$kind_dir/build-images.sh" | tail -n 1)
   bash "$kind_dir/build-images.sh" tests >/dev/null
   pause=$("$bin/kubeadm" config images list --kubernetes-version "$KUBERNETES_VERSION" | grep /pause:)
@@ -102,9 +102,9 @@ docker exec "$container" sh -c 'nohup containerd >/tmp/containerd.log 2>&1 &
   for i in $(seq 1 50); do ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done; cat /tmp/containerd.log; exit 1'
 for archive in "$archives"/*.tar; do
   docker exec -i "$container" ctr -n k8s.io images import --label=io.cri-containerd.pinned=pinned \
-    --all-platforms --no-unpack --digests - <"$archive" >/dev/null
+    --all-platforms --no-unpack --digests - <"$archive" >/dev/null 2>&1
 done
-docker exec "$container" ctr -n k8s.io images list -q | grep -v '^sha256:' >&2
+docker exec "$container" ctr -n k8s.io images list -q | grep -v '^sha256:\|^import-' >&2
 docker exec "$container" sh -c 'pkill containerd; for i in $(seq 1 50); do pgrep containerd >/dev/null || exit 0; sleep 0.2; done; exit 1'
 docker exec "$container" rm -f /tmp/containerd.log
 docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \

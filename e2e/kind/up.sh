@@ -17,7 +17,7 @@ started=$SECONDS
 bash "$kind_dir/docker.sh" up
 bin=$(bash "$kind_dir/build-bins.sh" kind | tail -n 1)
 kind=$bin/kind
-cp_bin=$(bash "$e2e_dir/scripts/build-control-plane.sh" | tail -n 1)
+cp_bin=${WEFT_CONTROL_PLANE_BIN:-$(bash "$e2e_dir/scripts/build-control-plane.sh" | tail -n 1)}
 export PATH="$cp_bin:$PATH"
 node_image=${KIND_NODE_IMAGE:-$(bash "$kind_dir/build-node-image.sh" | tail -n 1)}
 log "node image $node_image"
