@@ -28,19 +28,15 @@ has_bin() { jq -e --arg p "$1" --arg b "$2" \
   '.packages[] | select(.name == $p) | .targets[] | select(.kind | index("bin")) | select(.name == $b)' \
   <<<"$metadata" >/dev/null; }
 
-packages=()
-for w in "${wanted[@]}"; do
-  case "$w" in
-    operator) packages+=(-p weft-operator) ;;
-    agent)
-      if ! has_bin weft-agent weft-agent; then
-        echo "images: the weft-agent crate has no weft-agent binary yet; the agent image cannot be built" >&2
-        $available || exit 1
-        wanted=(operator); packages=(-p weft-operator); break
-      fi
-      packages+=(-p weft-agent -p weft-cni) ;;
-  esac
-done
+# One package set whatever is wanted, so every run reuses the same compiled dependencies.
+packages=(-p weft-operator -p weft-cni)
+if has_bin weft-agent weft-agent; then
+  packages+=(-p weft-agent)
+elif [[ " ${wanted[*]} " == *" agent "* ]]; then
+  echo "images: the weft-agent crate has no weft-agent binary yet; the agent image cannot be built" >&2
+  $available || exit 1
+  wanted=(operator)
+fi
 started=$SECONDS
 cargo build --release --target "$musl" --bins "${packages[@]}"
 echo "images: static binaries built in $((SECONDS - started))s" >&2
@@ -50,8 +46,8 @@ docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
 build_args=(--build-arg "VERSION=$version" --build-arg "TARGET_DIR=$target_dir/$musl/release")
 for w in "${wanted[@]}"; do
   image="$registry/weft-$w:$version"
-  extra=()
-  [ "$w" = agent ] && extra=(--build-arg "NFT_BASE=$(bash e2e/kind/rootfs.sh)")
+  # the nft stage's base: the local Debian rootfs (the default would be pulled)
+  extra=(--build-arg "NFT_BASE=$(bash e2e/kind/rootfs.sh)")
   docker build -q -f images/Dockerfile --target "$w" "${build_args[@]}" "${extra[@]}" -t "$image" . >/dev/null
   size=$(docker image inspect --format '{{.Size}}' "$image")
   echo "images: $image $((size / 1024)) KiB"

@@ -105,7 +105,8 @@ for archive in "$archives"/*.tar; do
     --all-platforms --no-unpack --digests - <"$archive" >/dev/null 2>&1
 done
 docker exec "$container" ctr -n k8s.io images list -q | grep -v '^sha256:\|^import-' >&2
-docker exec "$container" sh -c 'pkill containerd; for i in $(seq 1 50); do pgrep containerd >/dev/null || exit 0; sleep 0.2; done; exit 1'
+# nothing reaps containerd in the build container (sleep is PID 1): a zombie counts as stopped
+docker exec "$container" sh -c 'pkill containerd; for i in $(seq 1 100); do pgrep -r R,S,D containerd >/dev/null || exit 0; sleep 0.2; done; echo containerd did not stop >&2; exit 1'
 docker exec "$container" rm -f /tmp/containerd.log
 docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
   --change "LABEL org.opencontainers.image.version=$KUBERNETES_VERSION" "$container" "$image" >/dev/null

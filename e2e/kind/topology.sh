@@ -10,9 +10,8 @@ source "$kind_dir/cluster.env"
 log() { echo "e2e-topology: $*" >&2; }
 
 ip_on() { docker inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" "$1"; }
-gateway() { docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$1"; }
-gw_a=$(gateway "$NET_A")
-gw_b=$(gateway "$NET_B")
+gw_a=$GATEWAY_A
+gw_b=$GATEWAY_B
 cp_node=$CLUSTER-control-plane
 cp_ip=$(ip_on "$cp_node" "$NET_A")
 

@@ -27,9 +27,10 @@ images=$(bash "$root_dir/images/build.sh" --available | sed -n 's/^images: \([^ 
 if "$kind" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   echo "e2e-up: cluster $CLUSTER exists; run make e2e-down first" >&2; exit 1
 fi
-for net in "$NET_A:$SUBNET_A" "$NET_B:$SUBNET_B"; do
-  docker network inspect "${net%%:*}" >/dev/null 2>&1 ||
-    docker network create --internal --subnet "${net#*:}" "${net%%:*}" >/dev/null
+for net in "$NET_A $SUBNET_A $GATEWAY_A" "$NET_B $SUBNET_B $GATEWAY_B"; do
+  read -r name subnet gateway <<<"$net"
+  docker network inspect "$name" >/dev/null 2>&1 ||
+    docker network create --internal --subnet "$subnet" --gateway "$gateway" "$name" >/dev/null
 done
 bash "$kind_dir/isolate.sh" up
 agnhost=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep -m1 '^registry.k8s.io/e2e-test-images/agnhost:')
@@ -38,8 +39,25 @@ docker run -d --name "$OUTSIDE" --network "$NET_A" --ip "$OUTSIDE_IP" "$agnhost"
 
 mkdir -p "$STATE"
 log "kind create cluster --name $CLUSTER"
+# Docker publishes no ports for containers only on internal networks, so kind's last step (the
+# kubeconfig with the published API server port) fails; the cluster is complete by then, and the
+# kubeconfig is written from admin.conf with the control plane's address on the network instead.
+create_log="$STATE/kind-create.log"
 KIND_EXPERIMENTAL_DOCKER_NETWORK=$NET_A "$kind" create cluster --name "$CLUSTER" --image "$node_image" \
-  --config "$kind_dir/cluster.yaml" --kubeconfig "$KUBECONFIG_FILE" --retain=false
+  --config "$kind_dir/cluster.yaml" --kubeconfig "$KUBECONFIG_FILE" --retain >"$create_log" 2>&1 || true
+cat "$create_log" >&2
+if grep -q '^ERROR' "$create_log"; then
+  if ! grep -q 'failed to get api server port' "$create_log"; then
+    log "kind create cluster failed (the nodes are kept for inspection; make e2e-down removes them)"
+    exit 1
+  fi
+  cp_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NET_A\").IPAddress}}" "$CLUSTER-control-plane")
+  docker exec "$CLUSTER-control-plane" cat /etc/kubernetes/admin.conf |
+    sed -e "s|server: https://.*|server: https://$cp_ip:6443|" \
+      -e "s|kubernetes-admin@kubernetes|kind-$CLUSTER|g" -e "s|name: kubernetes$|name: kind-$CLUSTER|" \
+      -e "s|cluster: kubernetes$|cluster: kind-$CLUSTER|" >"$KUBECONFIG_FILE"
+  log "kubeconfig for https://$cp_ip:6443 written to $KUBECONFIG_FILE"
+fi
 
 bash "$kind_dir/topology.sh"
 
