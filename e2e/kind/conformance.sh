@@ -52,10 +52,10 @@ grep -E '^\s*\[FAIL\]' "$report/e2e.log" | sort -u >&2 || true
 
 pulls=0
 for node in $(docker ps --filter "label=io.x-k8s.kind.cluster=$CLUSTER" --format '{{.Names}}'); do
-  n=$(docker exec "$node" sh -c 'journalctl -u containerd --no-pager | grep -c "PullImage \""' || true)
+  n=$(docker exec "$node" sh -c 'journalctl -u containerd --no-pager | grep -c "msg=\"PullImage "' || true)
   if [ "${n:-0}" -gt 0 ]; then
     echo "conformance: $node's containerd logged $n image pulls:" >&2
-    docker exec "$node" sh -c 'journalctl -u containerd --no-pager | grep "PullImage \"" | head -n 5' >&2
+    docker exec "$node" sh -c 'journalctl -u containerd --no-pager | grep "msg=\"PullImage " | head -n 5' >&2
     pulls=$((pulls + n))
   fi
 done

@@ -61,10 +61,14 @@ fi
 
 bash "$kind_dir/topology.sh"
 
-# CoreDNS answers for the cluster only: no upstream forwarder.
+# CoreDNS answers for the cluster only: its `forward` block (to the node's resolver) is removed.
+corefile=$(kubectl --kubeconfig "$KUBECONFIG_FILE" -n kube-system get configmap coredns -o jsonpath='{.data.Corefile}' |
+  awk '/^[[:space:]]*forward / { skip = /\{[[:space:]]*$/; next }
+       skip { if (/^[[:space:]]*\}[[:space:]]*$/) skip = 0; next }
+       { print }')
 kubectl --kubeconfig "$KUBECONFIG_FILE" -n kube-system get configmap coredns -o json |
-  jq '.data.Corefile |= (split("\n") | map(select(test("^\\s*forward ") | not)) | join("\n"))' |
-  kubectl --kubeconfig "$KUBECONFIG_FILE" apply -f - >/dev/null
+  jq --arg corefile "$corefile" '.data.Corefile = $corefile' |
+  kubectl --kubeconfig "$KUBECONFIG_FILE" replace -f - >/dev/null
 
 for image in $images; do
   log "loading $image"
