@@ -19,8 +19,7 @@ esac
 skip=(
   '\[Slow\]' '\[Serial\]' '\[Disruptive\]' '\[Flaky\]'
   '\[Feature:SCTPConnectivity\]' '\[Feature:Networking-IPv6\]' '\[Feature:IPv6DualStack\]'
-  '\[Feature:NetworkPolicyEndPort\]' 'should provide Internet connection for containers'
-  '\[Feature:Networking-DNS\]' 'should resolve DNS of partial qualified names for services on hostNetwork'
+  'should provide Internet connection for containers'
 )
 skip_re=$(IFS='|'; echo "${skip[*]}")
 [ -f "$KUBECONFIG_FILE" ] || { echo "conformance.sh: no cluster ($KUBECONFIG_FILE); run make e2e-up" >&2; exit 1; }
