@@ -33,9 +33,14 @@ for net in "$NET_A $SUBNET_A $GATEWAY_A" "$NET_B $SUBNET_B $GATEWAY_B"; do
     docker network create --internal --subnet "$subnet" --gateway "$gateway" "$name" >/dev/null
 done
 bash "$kind_dir/isolate.sh" up
-agnhost=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep -m1 '^registry.k8s.io/e2e-test-images/agnhost:')
-docker run -d --name "$OUTSIDE" --network "$NET_A" --ip "$OUTSIDE_IP" "$agnhost" \
-  netexec --http-port="$OUTSIDE_PORT" --udp-port=-1 >/dev/null
+agnhost=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep -m1 '^registry.k8s.io/e2e-test-images/agnhost:' || true)
+docker rm -f "$OUTSIDE" >/dev/null 2>&1 || true
+if [ -n "$agnhost" ]; then
+  docker run -d --name "$OUTSIDE" --network "$NET_A" --ip "$OUTSIDE_IP" "$agnhost" \
+    netexec --http-port="$OUTSIDE_PORT" --udp-port=-1 >/dev/null
+else
+  log "no local agnhost image (e2e/kind/build-images.sh tests builds it): no outside container"
+fi
 
 mkdir -p "$STATE"
 log "kind create cluster --name $CLUSTER"
