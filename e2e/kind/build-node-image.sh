@@ -110,5 +110,8 @@ docker exec "$container" sh -c 'pkill containerd; for i in $(seq 1 100); do pgre
 docker exec "$container" rm -f /tmp/containerd.log
 docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
   --change "LABEL org.opencontainers.image.version=$KUBERNETES_VERSION" "$container" "$image" >/dev/null
+# images of earlier inputs are stale
+docker images --format '{{.Repository}}:{{.Tag}}' | grep -E '^weft-kind-(base|node):' |
+  grep -v -e "^$image\$" -e "^$base\$" | xargs -r docker rmi >/dev/null 2>&1 || true
 log "built $image in $((SECONDS - started))s"
 echo "$image"
