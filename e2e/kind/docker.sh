@@ -43,6 +43,7 @@ up() {
   fi
   local args=(--ip-masq=false --iptables=false --ip-forward=true --storage-driver=overlay2)
   if need_wrapper; then
+    bash "$here/test-runc-wrapper.sh" >/dev/null
     install -D -m 0755 "$here/runc-wrapper" "$wrapper"
     args+=(--add-runtime "$runtime=$wrapper" --default-runtime "$runtime")
     echo "docker.sh: CAP_SYS_RESOURCE missing from the bounding set: default runtime $wrapper" >&2

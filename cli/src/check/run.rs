@@ -144,7 +144,18 @@ pub async fn check(settings: &Settings) -> Result<Report, CheckError> {
         host_port,
     };
     let mut report = Report::default();
-    let result = checks(&ctx, settings, &run, &home, &nodes[1..], &mut report).await;
+    // Interrupted (Ctrl-C), the namespace is still deleted; the checks done so far are printed.
+    let finished = tokio::select! {
+        result = checks(&ctx, settings, &run, &home, &nodes[1..], &mut report) => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let result = finished.unwrap_or_else(|| {
+        report.add(
+            "interrupted",
+            Outcome::Fail("stopped by Ctrl-C before the end".to_owned()),
+        );
+        Ok(())
+    });
     if settings.keep {
         eprintln!("weftctl check: kept namespace {namespace}");
     } else if let Err(error) = cluster::delete_namespace(&client, &namespace).await {
