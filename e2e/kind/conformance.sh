@@ -14,6 +14,8 @@ case "$suite" in
   all) focus='\[Feature:NetworkPolicy\]|\[sig-network\].*\[Conformance\]' ;;
   *) echo "conformance.sh: unknown suite '$suite' (allowed: netpol, sig-network, all)" >&2; exit 2 ;;
 esac
+# E2E_FOCUS replaces the suite's focus (a regular expression on test names), to run a few tests.
+focus=${E2E_FOCUS:-$focus}
 # Skipped: what upstream CNI jobs skip, features weft does not claim, and tests that need the
 # internet (traffic stays on this machine).
 skip=(
@@ -51,10 +53,10 @@ grep -E '^\s*\[FAIL\]' "$report/e2e.log" | sort -u >&2 || true
 
 pulls=0
 for node in $(docker ps --filter "label=io.x-k8s.kind.cluster=$CLUSTER" --format '{{.Names}}'); do
-  n=$(docker exec "$node" sh -c 'journalctl -u containerd --no-pager | grep -c "msg=\"PullImage "' || true)
+  n=$(docker exec "$node" sh -c 'journalctl -u containerd --no-pager | grep -c "level=info msg=\"PullImage "' || true)
   if [ "${n:-0}" -gt 0 ]; then
     echo "conformance: $node's containerd logged $n image pulls:" >&2
-    docker exec "$node" sh -c 'journalctl -u containerd --no-pager | grep "msg=\"PullImage " | head -n 5' >&2
+    docker exec "$node" sh -c 'journalctl -u containerd --no-pager | grep "level=info msg=\"PullImage " | head -n 5' >&2
     pulls=$((pulls + n))
   fi
 done
