@@ -5,6 +5,7 @@ DEBIAN_PACKAGES := nftables iproute2 containernetworking-plugins ethtool iputils
 CONTROL_PLANE_BIN = $(shell bash e2e/scripts/build-control-plane.sh 2>/dev/null | tail -n 1)
 
 .PHONY: all demo test unit lint fmt crds control-plane helm packages cluster-up cluster-down bench
+.PHONY: docker images node-image e2e-up e2e-down e2e e2e-netpol check
 
 all: lint test
 
@@ -56,3 +57,34 @@ cluster-up: control-plane
 
 cluster-down:
 	$(CARGO) run --quiet -p weft-e2e --bin local-cluster -- down
+
+## Real nodes (kind), built without a registry: see e2e/kind/README.md. Not part of `make test`.
+## docker: install Docker when missing and start dockerd (no masquerading; runc wrapper if needed).
+docker:
+	@bash e2e/kind/docker.sh up
+
+## images: the weft-operator and weft-agent images from static musl binaries.
+images:
+	@bash images/build.sh
+
+## node-image: the kind node image (Debian rootfs, containerd, kubelet, kubeadm, every image).
+node-image: control-plane
+	@bash e2e/kind/build-node-image.sh
+
+## e2e-up / e2e-down: the kind cluster (1 control plane + 3 workers, two subnets) with weft installed.
+e2e-up: control-plane
+	@bash e2e/kind/up.sh
+
+e2e-down:
+	@bash e2e/kind/down.sh
+
+## check: `weftctl check` against the e2e cluster (the outside container stands for the internet).
+check:
+	@source e2e/kind/cluster.env && KUBECONFIG=$$KUBECONFIG_FILE $(CARGO) run --quiet -p weftctl -- check --outside $$OUTSIDE_IP:$$OUTSIDE_PORT
+
+## e2e: the upstream [Feature:NetworkPolicy] and [sig-network] [Conformance] suites on the e2e cluster.
+e2e:
+	@bash e2e/kind/conformance.sh all
+
+e2e-netpol:
+	@bash e2e/kind/conformance.sh netpol

@@ -1,5 +1,7 @@
-//! weftctl, the weft command-line tool: offline rendering, CRD output and network policy analysis.
+//! weftctl, the weft command-line tool: offline rendering, CRD output, network policy analysis
+//! and the connectivity check of a live cluster.
 
+mod check;
 mod crds;
 mod policy;
 mod render;
@@ -24,6 +26,9 @@ enum Command {
     /// Analyse network policies offline.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// Check pod networking and policy in the cluster in KUBECONFIG (creates and deletes a
+    /// weft-check-<random> namespace).
+    Check(check::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,5 +36,6 @@ fn main() -> ExitCode {
         Command::Crds(args) => crds::run(args),
         Command::Render(args) => render::run(args),
         Command::Policy(command) => policy::run(command),
+        Command::Check(args) => check::run(args),
     }
 }

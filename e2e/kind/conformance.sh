@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs the upstream suites against the e2e cluster (make e2e-up first): e2e.test and ginkgo built
+# from the Kubernetes module, the test images already in the nodes under their upstream names
+# (KUBE_TEST_REPO_LIST maps every registry to the names built here). Fails when a node's
+# containerd logged an image pull. Reports in target/kind/cluster-*/report-<suite>/.
+#   conformance.sh [netpol|sig-network|all]   (default: all)
+set -euo pipefail
+kind_dir=$(cd "$(dirname "$0")" && pwd)
+source "$kind_dir/cluster.env"
+suite=${1:-all}
+case "$suite" in
+  netpol) focus='\[Feature:NetworkPolicy\]' ;;
+  sig-network) focus='\[sig-network\].*\[Conformance\]' ;;
+  all) focus='\[Feature:NetworkPolicy\]|\[sig-network\].*\[Conformance\]' ;;
+  *) echo "conformance.sh: unknown suite '$suite' (allowed: netpol, sig-network, all)" >&2; exit 2 ;;
+esac
+# E2E_FOCUS replaces the suite's focus (a regular expression on test names), to run a few tests.
+focus=${E2E_FOCUS:-$focus}
+# Skipped: what upstream CNI jobs skip, features weft does not claim, and tests that need the
+# internet (traffic stays on this machine).
+skip=(
+  '\[Slow\]' '\[Serial\]' '\[Disruptive\]' '\[Flaky\]'
+  '\[Feature:SCTPConnectivity\]' '\[Feature:Networking-IPv6\]' '\[Feature:IPv6DualStack\]'
+  'should provide Internet connection for containers'
+)
+skip_re=$(IFS='|'; echo "${skip[*]}")
+[ -f "$KUBECONFIG_FILE" ] || { echo "conformance.sh: no cluster ($KUBECONFIG_FILE); run make e2e-up" >&2; exit 1; }
+bin=$(bash "$kind_dir/build-bins.sh" e2e.test ginkgo | tail -n 1)
+report="$STATE/report-$suite"
+rm -rf "$report"; mkdir -p "$report"
+cat >"$STATE/repo-list.yaml" <<'YAML'
+gcAuthenticatedRegistry: registry.k8s.io
+gcEtcdRegistry: registry.k8s.io
+promoterE2eRegistry: registry.k8s.io/e2e-test-images
+buildImageRegistry: registry.k8s.io/build-image
+invalidRegistry: invalid.registry.k8s.io/invalid
+gcRegistry: registry.k8s.io
+sigStorageRegistry: registry.k8s.io/sig-storage
+privateRegistry: registry.k8s.io/e2e-test-images
+dockerLibraryRegistry: docker.io/library
+YAML
+export KUBECONFIG=$KUBECONFIG_FILE KUBE_TEST_REPO_LIST=$STATE/repo-list.yaml
+echo "conformance: focus $focus" >&2
+echo "conformance: skip $skip_re" >&2
+started=$SECONDS
+status=0
+"$bin/ginkgo" --procs="${E2E_PROCS:-4}" --timeout=3h --no-color --focus="$focus" --skip="$skip_re" \
+  "$bin/e2e.test" -- --provider=skeleton --kubeconfig="$KUBECONFIG_FILE" --report-dir="$report" \
+  --dump-logs-on-failure=false --e2e-verify-service-account=false >"$report/e2e.log" 2>&1 || status=$?
+echo "conformance: $suite ran in $((SECONDS - started))s (exit $status), log $report/e2e.log" >&2
+grep -E '^(Ran [0-9]+ of|FAIL!|SUCCESS!|PASS|FAIL)' "$report/e2e.log" | tail -n 3 >&2 || true
+grep -E '^\s*\[FAIL\]' "$report/e2e.log" | sort -u >&2 || true
+
+pulls=0
+for node in $(docker ps --filter "label=io.x-k8s.kind.cluster=$CLUSTER" --format '{{.Names}}'); do
+  n=$(docker exec "$node" sh -c 'journalctl -u containerd --no-pager | grep -c "level=info msg=\"PullImage "' || true)
+  if [ "${n:-0}" -gt 0 ]; then
+    echo "conformance: $node's containerd logged $n image pulls:" >&2
+    docker exec "$node" sh -c 'journalctl -u containerd --no-pager | grep "level=info msg=\"PullImage " | head -n 5' >&2
+    pulls=$((pulls + n))
+  fi
+done
+[ "$pulls" -eq 0 ] || status=1
+exit "$status"
