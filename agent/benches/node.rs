@@ -185,7 +185,12 @@ async fn create_policy(client: Client, i: usize) {
 }
 
 async fn create_policies(client: &Client, count: usize) {
-    run_all((0..count).map(|i| create_policy(client.clone(), i)).collect()).await;
+    run_all(
+        (0..count)
+            .map(|i| create_policy(client.clone(), i))
+            .collect(),
+    )
+    .await;
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -277,7 +282,10 @@ fn reference_call(
         .unwrap()
         .write_all(config.as_bytes())
         .unwrap();
-    assert!(child.wait().unwrap().success(), "reference {command} failed");
+    assert!(
+        child.wait().unwrap().success(),
+        "reference {command} failed"
+    );
     started.elapsed()
 }
 
@@ -364,11 +372,7 @@ async fn nodes_added(nodes: &NodeCluster, first: usize, rounds: usize) -> Vec<Du
         .unwrap();
         let cidr = block_of(index, nodes.id);
         let destination: ipnet::Ipv4Net = cidr.parse().unwrap();
-        let block = IpamBlock::for_cidr(
-            destination.into(),
-            &format!("wt-{}", nodes.id),
-            &name,
-        );
+        let block = IpamBlock::for_cidr(destination.into(), &format!("wt-{}", nodes.id), &name);
         let started = Instant::now();
         nodes_api
             .create(&PostParams::default(), &node)
@@ -391,8 +395,8 @@ async fn nodes_added(nodes: &NodeCluster, first: usize, rounds: usize) -> Vec<Du
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    if std::env::args().any(|arg| arg == "--test" || arg == "--list") {
-        println!("node bench: run it with `cargo bench -p weft-agent --bench node`");
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("node bench: built; run it with `cargo bench -p weft-agent --bench node`");
         return;
     }
     let (node_count, pod_count, policy_count) = (

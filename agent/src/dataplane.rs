@@ -49,6 +49,20 @@ impl NodeFacts {
     }
 }
 
+/// Which parts a sync covers: a pod's new labels need no route work, a new node no policy work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    pub routing: bool,
+    pub policy: bool,
+}
+
+impl Scope {
+    pub const ALL: Scope = Scope {
+        routing: true,
+        policy: true,
+    };
+}
+
 /// What one sync did, for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -192,24 +206,29 @@ impl Dataplane {
         })
     }
 
-    /// One full pass: everything the node should hold, changed where it differs.
+    /// One pass over the parts in `scope`: what they should hold, changed where it differs.
     pub fn sync(
         &mut self,
         view: &ClusterView,
         facts: &NodeFacts,
+        scope: Scope,
     ) -> Result<SyncReport, DataplaneError> {
         let mut report = SyncReport::default();
-        self.kernel.sysctl("net/ipv4/ip_forward", "1")?;
-        let started = Instant::now();
-        let vxlan = self.ensure_vxlan(encapsulates(view), facts)?;
-        self.sync_routes(view, facts, vxlan, &mut report)?;
-        self.metrics.observe_apply("routes", started.elapsed());
-        let started = Instant::now();
-        self.sync_nat(view)?;
-        self.metrics.observe_apply("nat", started.elapsed());
-        let started = Instant::now();
-        report.policy_lines = self.sync_policy(view)?;
-        self.metrics.observe_apply("policy", started.elapsed());
+        if scope.routing {
+            self.kernel.sysctl("net/ipv4/ip_forward", "1")?;
+            let started = Instant::now();
+            let vxlan = self.ensure_vxlan(encapsulates(view), facts)?;
+            self.sync_routes(view, facts, vxlan, &mut report)?;
+            self.metrics.observe_apply("routes", started.elapsed());
+            let started = Instant::now();
+            self.sync_nat(view)?;
+            self.metrics.observe_apply("nat", started.elapsed());
+        }
+        if scope.policy {
+            let started = Instant::now();
+            report.policy_lines = self.sync_policy(view)?;
+            self.metrics.observe_apply("policy", started.elapsed());
+        }
         Ok(report)
     }
 

@@ -18,7 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::Instrument;
 use weft_api::Installation;
 
-use crate::dataplane::{Dataplane, DataplaneError, NodeFacts, encapsulates};
+use crate::dataplane::{Dataplane, DataplaneError, NodeFacts, Scope, encapsulates};
 use crate::detect::AddressMethod;
 use crate::health::{self, Ready};
 use crate::install_cni::{self, CniPaths};
@@ -104,7 +104,9 @@ async fn run_in_span(settings: RunSettings) -> Result<(), RunError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
     let mut published = Published::default();
     let mut pod_mtu = None;
-    let mut applied_generation = 0;
+    // (routing, policy) generations last programmed; None forces a full sync.
+    let mut applied: Option<(u64, u64)> = None;
+    let mut facts: Option<NodeFacts> = None;
     let mut next_resync = Instant::now();
     let mut failures = 0u32;
     loop {
@@ -117,16 +119,36 @@ async fn run_in_span(settings: RunSettings) -> Result<(), RunError> {
         if let Err(error) = ipam.step(&shared, pod_mtu).await {
             tracing::warn!(%error, "IPAM step failed; retrying");
         }
-        let (generation, synced) = {
+        let (generations, synced) = {
             let view = shared.view();
-            (view.generation, view.all_synced())
+            (
+                (view.routing_generation, view.policy_generation),
+                view.all_synced(),
+            )
         };
-        let due = generation != applied_generation || Instant::now() >= next_resync;
+        let full = applied.is_none() || facts.is_none() || Instant::now() >= next_resync;
+        let scope = match applied {
+            Some((routing, policy)) if !full => Scope {
+                routing: routing != generations.0,
+                policy: policy != generations.1,
+            },
+            _ => Scope::ALL,
+        };
         // Ready means pods can be networked: the node state file must be there as well.
-        if !synced || !due || !ipam.has_written() {
+        if !synced || !(scope.routing || scope.policy) || !ipam.has_written() {
             continue;
         }
-        match sync_once(&client, &settings, &shared, &mut dataplane, &mut published).await {
+        match sync_once(
+            &client,
+            &settings,
+            &shared,
+            &mut dataplane,
+            &mut published,
+            scope,
+            &mut facts,
+        )
+        .await
+        {
             Ok(mtu) => {
                 if pod_mtu != Some(mtu) {
                     pod_mtu = Some(mtu);
@@ -137,8 +159,11 @@ async fn run_in_span(settings: RunSettings) -> Result<(), RunError> {
                         continue;
                     }
                 }
-                applied_generation = generation;
-                next_resync = Instant::now() + settings.resync;
+                applied = Some(generations);
+                if full {
+                    next_resync = Instant::now() + settings.resync;
+                    release_freed_memory();
+                }
                 failures = 0;
                 metrics.count_sync("ok");
                 if !ready.get() {
@@ -157,7 +182,7 @@ async fn run_in_span(settings: RunSettings) -> Result<(), RunError> {
                 failures += 1;
                 let wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
                 next_resync = Instant::now() + wait;
-                applied_generation = 0;
+                applied = None;
                 tracing::warn!(%error, retry_in = ?wait, "sync failed");
             }
         }
@@ -169,6 +194,15 @@ async fn run_in_span(settings: RunSettings) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Hands memory freed after a full sync (the initial lists, a whole compile) back to the system.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The conflist's network name (the allocation store's directory); `weft` when unreadable.
 fn conflist_network(cni: &CniPaths) -> String {
     std::fs::read(cni.conflist())
@@ -178,28 +212,34 @@ fn conflist_network(cni: &CniPaths) -> String {
         .unwrap_or_else(|| "weft".into())
 }
 
-/// One sync; returns the pod MTU this node carries.
+/// One sync of the parts in `scope`; returns the pod MTU this node carries. The node's address
+/// and MTU are detected again with every routing pass and kept for policy-only passes.
 async fn sync_once(
     client: &Client,
     settings: &RunSettings,
     shared: &Shared,
     dataplane: &mut Dataplane,
     published: &mut Published,
+    scope: Scope,
+    facts: &mut Option<NodeFacts>,
 ) -> Result<u32, DataplaneError> {
-    let (method, encapsulated) = {
-        let view = shared.view();
-        let spec = view
-            .installation()
-            .and_then(|installation| installation.autodetection.clone());
-        (
-            AddressMethod::from_spec(spec.as_ref())?,
-            encapsulates(&view),
-        )
+    let encapsulated = encapsulates(&shared.view());
+    let current = match (facts.as_ref(), scope.routing) {
+        (Some(known), false) => known.clone(),
+        _ => {
+            let method = {
+                let view = shared.view();
+                let spec = view
+                    .installation()
+                    .and_then(|installation| installation.autodetection.clone());
+                AddressMethod::from_spec(spec.as_ref())?
+            };
+            dataplane.detect(&method)?
+        }
     };
-    let facts: NodeFacts = dataplane.detect(&method)?;
-    let mtu = facts.pod_mtu(encapsulated);
+    let mtu = current.pod_mtu(encapsulated);
     let mac = encapsulated.then(|| vtep_mac(&settings.node));
-    let wanted = node_status::desired_annotations(&facts.address, mac.as_ref(), mtu);
+    let wanted = node_status::desired_annotations(&current.address, mac.as_ref(), mtu);
     if published.annotations.as_ref() != Some(&wanted) {
         match node_status::publish(client, &settings.node, &wanted).await {
             Ok(()) => published.annotations = Some(wanted),
@@ -208,8 +248,9 @@ async fn sync_once(
     }
     let report = tokio::task::block_in_place(|| {
         let view = shared.view();
-        dataplane.sync(&view, &facts)
+        dataplane.sync(&view, &current, scope)
     })?;
+    *facts = Some(current);
     if report.routes_changed + report.entries_changed > 0 || report.policy_lines > 0 {
         tracing::info!(
             routes = report.routes_changed,

@@ -41,6 +41,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether objects of this kind shape routes, VXLAN, NAT or IPAM (else only policy).
+    pub fn shapes_routing(self) -> bool {
+        matches!(
+            self,
+            Kind::Installation | Kind::Node | Kind::Pool | Kind::Block
+        )
+    }
+
     pub const ALL: [Kind; 9] = [
         Kind::Installation,
         Kind::Node,
@@ -107,8 +115,10 @@ pub struct ClusterView {
     pub weft_policies: BTreeMap<String, Policy>,
     pub global_policies: BTreeMap<String, Policy>,
     pub synced: BTreeSet<Kind>,
-    /// Bumped on every change, so consumers can tell whether anything moved.
-    pub generation: u64,
+    /// Bumped on every change of a kind that shapes routing (see [`Kind::shapes_routing`]).
+    pub routing_generation: u64,
+    /// Bumped on every change of a kind that only policy reads.
+    pub policy_generation: u64,
 }
 
 impl ClusterView {

@@ -29,11 +29,15 @@ impl Shared {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn update(&self, change: impl FnOnce(&mut ClusterView)) {
+    fn update(&self, kind: Kind, change: impl FnOnce(&mut ClusterView)) {
         {
             let mut view = self.view();
             change(&mut view);
-            view.generation += 1;
+            if kind.shapes_routing() {
+                view.routing_generation += 1;
+            } else {
+                view.policy_generation += 1;
+            }
         }
         self.changed.notify_waiters();
         self.changed.notify_one();
@@ -72,7 +76,7 @@ async fn watch_into<K, V>(
             }
             Ok(Event::InitDone) => {
                 let complete = buffer.take().unwrap_or_default();
-                shared.update(|view| {
+                shared.update(kind, |view| {
                     *slot(view) = complete;
                     view.synced.insert(kind);
                 });
@@ -80,7 +84,7 @@ async fn watch_into<K, V>(
             Ok(Event::Apply(object)) => {
                 let name = key(&object);
                 let value = convert(&object);
-                shared.update(|view| match value {
+                shared.update(kind, |view| match value {
                     Some(value) => {
                         slot(view).insert(name, value);
                     }
@@ -91,7 +95,7 @@ async fn watch_into<K, V>(
             }
             Ok(Event::Delete(object)) => {
                 let name = key(&object);
-                shared.update(|view| {
+                shared.update(kind, |view| {
                     slot(view).remove(&name);
                 });
             }

@@ -168,7 +168,21 @@ pub fn compile_for_node(cluster: &Cluster, table: &str, local: &BTreeSet<String>
 }
 
 fn compile_scoped(cluster: &Cluster, table: &str, local: Option<&BTreeSet<String>>) -> Ruleset {
-    let ordered = cluster.ordered_policies();
+    let mut ordered = cluster.ordered_policies();
+    if let Some(keys) = local {
+        // A node needs the chains (and the sets they refer to) only of the policies that select
+        // one of its own pods: the others are enforced where their pods live.
+        let local_endpoints: Vec<_> = cluster
+            .endpoints
+            .iter()
+            .filter(|endpoint| keys.contains(&endpoint.key()))
+            .collect();
+        ordered.retain(|policy| {
+            local_endpoints
+                .iter()
+                .any(|endpoint| applies_to(cluster, policy, endpoint))
+        });
+    }
     let mut references = References::default();
     let mut chains = BTreeMap::new();
     for policy in &ordered {
