@@ -228,6 +228,18 @@ fn synced_ok(port: u16) -> u64 {
         .unwrap_or(0)
 }
 
+/// (sum, count) of the agent's dataplane apply histogram for one part.
+fn apply_seconds(port: u16, part: &str) -> (f64, f64) {
+    let text = http_body(port, "/metrics");
+    let value = |suffix: &str| {
+        let prefix = format!("weft_agent_dataplane_apply_seconds_{suffix}{{part=\"{part}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    (value("sum"), value("count"))
+}
+
 fn report(what: &str, samples: &mut [Duration]) {
     samples.sort();
     let at = |quantile: f64| {
@@ -433,9 +445,16 @@ async fn main() {
     let routes = nodes.nodes[0].weft_routes().lines().count();
     println!("weft routes on the node: {routes}");
     let port = nodes.nodes[0].health_port;
+    let before = apply_seconds(port, "policy");
     report(
         "policy change (local pod relabelled) → next sync programmed",
         &mut policy_changes(&client, port, 60).await,
+    );
+    let after = apply_seconds(port, "policy");
+    println!(
+        "  of which compile + diff + nft apply on the node (the agent's histogram): mean {:.1} ms over {} syncs",
+        (after.0 - before.0) * 1e3 / (after.1 - before.1).max(1.0),
+        after.1 - before.1
     );
     report(
         "node added → its route on the measured node",
