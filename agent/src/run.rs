@@ -162,10 +162,10 @@ async fn run_in_span(settings: RunSettings) -> Result<(), RunError> {
                 applied = Some(generations);
                 if full {
                     next_resync = Instant::now() + settings.resync;
-                    release_freed_memory();
                 }
                 failures = 0;
                 metrics.count_sync("ok");
+                release_freed_memory();
                 if !ready.get() {
                     ready.set();
                     tracing::info!("first sync programmed; ready");
@@ -194,7 +194,8 @@ async fn run_in_span(settings: RunSettings) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Hands memory freed after a full sync (the initial lists, a whole compile) back to the system.
+/// Hands the memory a sync freed (a whole compile, the initial lists) back to the system; the
+/// compile allocates and frees several MiB each time, which fragmentation would otherwise keep.
 fn release_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.

@@ -107,8 +107,12 @@ async fn watch_into<K, V>(
 /// Starts one watcher per kind.
 pub fn spawn_all(client: &Client, shared: &Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
     let config = watcher::Config::default;
-    let pods_config =
-        || watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+    // Small pages: a page of full Pod objects is what the agent holds at its peak while listing.
+    let pods_config = || {
+        watcher::Config::default()
+            .fields("status.phase!=Succeeded,status.phase!=Failed")
+            .page_size(100)
+    };
     vec![
         tokio::spawn(watch_into(
             Api::all(client.clone()),
