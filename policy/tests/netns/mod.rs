@@ -162,8 +162,27 @@ impl Topology {
             );
             run(&["ip", "-n", &pod.namespace, "link", "set", "lo", "up"]);
         }
+        topology.wait_for_host_link_locals();
         topology.start_servers();
         topology
+    }
+
+    /// Waits until no IPv6 address of the node namespace is tentative: until the host ends'
+    /// link-local addresses have passed duplicate address detection, the node cannot resolve its
+    /// IPv6 pods' addresses and drops what it routes to them.
+    fn wait_for_host_link_locals(&self) {
+        for _ in 0..100 {
+            let output = Command::new("ip")
+                .args(["-n", &self.host, "-6", "addr", "show", "tentative"])
+                .output()
+                .expect("ip addr");
+            assert!(output.status.success(), "ip -6 addr show tentative failed");
+            if output.stdout.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the host ends' IPv6 link-local addresses stay tentative after 10 s");
     }
 
     /// Runs the `weft` plugin in the node namespace for one pod; its address is pinned by a
