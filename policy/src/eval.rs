@@ -130,13 +130,7 @@ fn decide_both<'p>(
             ingress: None,
         };
     }
-    let ingress = decide(
-        cluster,
-        ingress_policies,
-        dst,
-        Direction::Ingress,
-        &packet,
-    );
+    let ingress = decide(cluster, ingress_policies, dst, Direction::Ingress, &packet);
     Verdict {
         allowed: ingress.decision.allows(),
         egress: Some(egress),

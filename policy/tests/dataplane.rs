@@ -61,7 +61,11 @@ fn assert_dataplane(topology: &Topology, cluster: &Cluster, traffic: Traffic, co
             *reached,
             verdict.decision.allows(),
             "{context}: {traffic:?}: {key} to its node: the dataplane {} but the evaluator says {verdict}",
-            if *reached { "let it through" } else { "dropped it" }
+            if *reached {
+                "let it through"
+            } else {
+                "dropped it"
+            }
         );
     }
     let from_node = topology.probe_node_to_pods(traffic);
@@ -107,7 +111,10 @@ fn dataplane_matches_evaluator_for_every_scenario() {
         on_kernel += 1;
     }
     assert_eq!(on_kernel, all.len());
-    assert!(on_kernel >= 41, "only {on_kernel} scenarios ran on the dataplane");
+    assert!(
+        on_kernel >= 41,
+        "only {on_kernel} scenarios ran on the dataplane"
+    );
 }
 
 #[test]

@@ -93,11 +93,7 @@ pub fn check(traffic: Traffic, expected: &'static str) -> Check {
     Check { traffic, expected }
 }
 
-pub fn scenario(
-    name: &'static str,
-    policies: &'static str,
-    checks: Vec<Check>,
-) -> Scenario {
+pub fn scenario(name: &'static str, policies: &'static str, checks: Vec<Check>) -> Scenario {
     Scenario {
         name,
         policies,

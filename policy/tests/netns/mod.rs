@@ -448,7 +448,10 @@ impl Topology {
 
     /// The key and address of every pod.
     pub fn pods(&self) -> Vec<(String, IpAddr)> {
-        self.pods.iter().map(|pod| (pod.key.clone(), pod.ip)).collect()
+        self.pods
+            .iter()
+            .map(|pod| (pod.key.clone(), pod.ip))
+            .collect()
     }
 }
 
