@@ -100,7 +100,12 @@ pub fn verdict_with<'a>(
         cluster,
         selecting(src, Direction::Egress),
         selecting(dst, Direction::Ingress),
-        Packet { src, dst, traffic },
+        dst,
+        Packet {
+            src,
+            dst: Target::Endpoint(dst),
+            traffic,
+        },
     )
 }
 
@@ -108,6 +113,7 @@ fn decide_both<'p>(
     cluster: &Cluster,
     egress_policies: impl Iterator<Item = &'p Policy>,
     ingress_policies: impl Iterator<Item = &'p Policy>,
+    dst: &Endpoint,
     packet: Packet<'_>,
 ) -> Verdict {
     let egress = decide(
@@ -124,13 +130,7 @@ fn decide_both<'p>(
             ingress: None,
         };
     }
-    let ingress = decide(
-        cluster,
-        ingress_policies,
-        packet.dst,
-        Direction::Ingress,
-        &packet,
-    );
+    let ingress = decide(cluster, ingress_policies, dst, Direction::Ingress, &packet);
     Verdict {
         allowed: ingress.decision.allows(),
         egress: Some(egress),
@@ -187,15 +187,71 @@ impl<'a> Evaluator<'a> {
             self.cluster,
             from.1.iter().copied(),
             to.0.iter().copied(),
-            Packet { src, dst, traffic },
+            dst,
+            Packet {
+                src,
+                dst: Target::Endpoint(dst),
+                traffic,
+            },
         )
     }
 }
 
+/// Decides the egress of `src` towards an address that belongs to no endpoint, such as the
+/// node the pod runs on: only address peers (`nets`, `ipBlock`) can match it, selector peers
+/// and named ports never do, and there is no ingress side to ask.
+pub fn egress_to_address(
+    cluster: &Cluster,
+    src: &Endpoint,
+    address: IpAddr,
+    traffic: Traffic,
+) -> DirectionVerdict {
+    let ordered = cluster.ordered_policies();
+    let selecting = ordered.iter().copied().filter(|policy| {
+        policy.rules(Direction::Egress).is_some() && applies_to(cluster, policy, src)
+    });
+    let packet = Packet {
+        src,
+        dst: Target::Address(address),
+        traffic,
+    };
+    decide(cluster, selecting, src, Direction::Egress, &packet)
+}
+
 struct Packet<'a> {
     src: &'a Endpoint,
-    dst: &'a Endpoint,
+    dst: Target<'a>,
     traffic: Traffic,
+}
+
+/// One end of a packet: an endpoint of the cluster, or an address outside it.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Endpoint(&'a Endpoint),
+    Address(IpAddr),
+}
+
+impl Target<'_> {
+    fn ip(self) -> Option<IpAddr> {
+        match self {
+            Target::Endpoint(endpoint) => endpoint.primary_ip(),
+            Target::Address(address) => Some(address),
+        }
+    }
+
+    fn in_set(self, cluster: &Cluster, set: &EndpointSet) -> bool {
+        match self {
+            Target::Endpoint(endpoint) => set_contains(cluster, set, endpoint),
+            Target::Address(_) => false,
+        }
+    }
+
+    fn named_port(self, name: &str, protocol: Protocol) -> Option<u16> {
+        match self {
+            Target::Endpoint(endpoint) => endpoint.named_port(name, protocol),
+            Target::Address(_) => None,
+        }
+    }
 }
 
 /// Decides one direction given the policies that select the endpoint in it, in order.
@@ -279,7 +335,7 @@ fn rule_matches(cluster: &Cluster, rule: &Rule, packet: &Packet<'_>) -> bool {
     let protocol = packet.traffic.protocol.number();
     rule.protocol.is_none_or(|p| p.number() == protocol)
         && rule.not_protocol.is_none_or(|p| p.number() != protocol)
-        && entity_matches(cluster, &rule.source, packet.src, None)
+        && entity_matches(cluster, &rule.source, Target::Endpoint(packet.src), None)
         && entity_matches(cluster, &rule.destination, packet.dst, Some(packet))
 }
 
@@ -287,14 +343,14 @@ fn rule_matches(cluster: &Cluster, rule: &Rule, packet: &Packet<'_>) -> bool {
 fn entity_matches(
     cluster: &Cluster,
     entity: &Entity,
-    endpoint: &Endpoint,
+    end: Target<'_>,
     packet: Option<&Packet<'_>>,
 ) -> bool {
     let peers_ok = entity.peers.is_empty()
         || entity
             .peers
             .iter()
-            .any(|peer| peer_matches(cluster, peer, endpoint));
+            .any(|peer| peer_matches(cluster, peer, end));
     let ports_ok = match packet {
         None => true,
         Some(packet) => {
@@ -305,19 +361,19 @@ fn entity_matches(
     peers_ok && ports_ok
 }
 
-fn peer_matches(cluster: &Cluster, peer: &Peer, endpoint: &Endpoint) -> bool {
-    let ip: Option<IpAddr> = endpoint.primary_ip();
+fn peer_matches(cluster: &Cluster, peer: &Peer, end: Target<'_>) -> bool {
+    let ip: Option<IpAddr> = end.ip();
     let in_nets = |nets: &[ipnet::IpNet]| ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)));
     (peer.nets.is_empty() || in_nets(&peer.nets))
         && !in_nets(&peer.not_nets)
         && peer
             .endpoints
             .as_ref()
-            .is_none_or(|set| set_contains(cluster, set, endpoint))
+            .is_none_or(|set| end.in_set(cluster, set))
         && !peer
             .not_endpoints
             .as_ref()
-            .is_some_and(|set| set_contains(cluster, set, endpoint))
+            .is_some_and(|set| end.in_set(cluster, set))
 }
 
 fn port_matches(spec: &PortSpec, packet: &Packet<'_>) -> bool {

@@ -18,8 +18,6 @@ pub struct Scenario {
     pub name: &'static str,
     pub policies: &'static str,
     pub checks: Vec<Check>,
-    /// Also run on real namespaces by the differential test.
-    pub on_dataplane: bool,
 }
 
 impl Check {
@@ -95,17 +93,11 @@ pub fn check(traffic: Traffic, expected: &'static str) -> Check {
     Check { traffic, expected }
 }
 
-pub fn scenario(
-    name: &'static str,
-    on_dataplane: bool,
-    policies: &'static str,
-    checks: Vec<Check>,
-) -> Scenario {
+pub fn scenario(name: &'static str, policies: &'static str, checks: Vec<Check>) -> Scenario {
     Scenario {
         name,
         policies,
         checks,
-        on_dataplane,
     }
 }
 
@@ -117,15 +109,15 @@ pub fn all() -> Vec<Scenario> {
 
 fn kubernetes() -> Vec<Scenario> {
     vec![
-        scenario("no-policies", false, "", vec![check(tcp(80), ALL_ALLOWED), check(udp(81), ALL_ALLOWED)]),
-        scenario("deny-all-ingress-in-x", true, KUBE_DENY_ALL_INGRESS_X, vec![check(tcp(80), X_INGRESS_CLOSED)]),
-        scenario("allow-all-ingress-in-x", false, "
+        scenario("no-policies", "", vec![check(tcp(80), ALL_ALLOWED), check(udp(81), ALL_ALLOWED)]),
+        scenario("deny-all-ingress-in-x", KUBE_DENY_ALL_INGRESS_X, vec![check(tcp(80), X_INGRESS_CLOSED)]),
+        scenario("allow-all-ingress-in-x", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: allow-all, namespace: x}
 spec: {podSelector: {}, ingress: [{}]}
 ", vec![check(tcp(80), ALL_ALLOWED)]),
-        scenario("deny-all-egress-in-x", true, "
+        scenario("deny-all-egress-in-x", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: deny-egress, namespace: x}
@@ -140,7 +132,7 @@ y/c . . . . . . . . .
 z/a . . . . . . . . .
 z/b . . . . . . . . .
 z/c . . . . . . . . .")]),
-        scenario("ingress-x-a-from-same-namespace-pod-b", false, "
+        scenario("ingress-x-a-from-same-namespace-pod-b", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-from-b, namespace: x}
@@ -157,7 +149,7 @@ y/c X . . . . . . . .
 z/a X . . . . . . . .
 z/b X . . . . . . . .
 z/c X . . . . . . . .")]),
-        scenario("ingress-x-a-from-namespace-y", true, "
+        scenario("ingress-x-a-from-namespace-y", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-from-y, namespace: x}
@@ -174,7 +166,7 @@ y/c . . . . . . . . .
 z/a X . . . . . . . .
 z/b X . . . . . . . .
 z/c X . . . . . . . .")]),
-        scenario("ingress-x-a-from-namespace-y-and-pod-c", false, "
+        scenario("ingress-x-a-from-namespace-y-and-pod-c", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-from-y-c, namespace: x}
@@ -194,7 +186,7 @@ y/c . . . . . . . . .
 z/a X . . . . . . . .
 z/b X . . . . . . . .
 z/c X . . . . . . . .")]),
-        scenario("ingress-x-a-from-namespace-y-or-pod-c", true, "
+        scenario("ingress-x-a-from-namespace-y-or-pod-c", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-from-y-or-c, namespace: x}
@@ -214,7 +206,7 @@ y/c . . . . . . . . .
 z/a X . . . . . . . .
 z/b X . . . . . . . .
 z/c X . . . . . . . .")]),
-        scenario("ingress-x-a-from-all-namespaces", false, "
+        scenario("ingress-x-a-from-all-namespaces", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-from-everywhere, namespace: x}
@@ -222,7 +214,7 @@ spec:
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{namespaceSelector: {}}]}]
 ", vec![check(tcp(80), ALL_ALLOWED)]),
-        scenario("ingress-x-a-from-namespaces-not-y", false, "
+        scenario("ingress-x-a-from-namespaces-not-y", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-not-from-y, namespace: x}
@@ -240,7 +232,7 @@ y/c X . . . . . . . .
 z/a . . . . . . . . .
 z/b . . . . . . . . .
 z/c . . . . . . . . .")]),
-        scenario("ingress-x-a-port-81-only", false, "
+        scenario("ingress-x-a-port-81-only", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-port-81, namespace: x}
@@ -248,7 +240,7 @@ spec:
   podSelector: {matchLabels: {pod: a}}
   ingress: [{ports: [{port: 81}]}]
 ", vec![check(tcp(80), X_A_CLOSED), check(tcp(81), ALL_ALLOWED), check(udp(81), X_A_CLOSED)]),
-        scenario("ingress-x-a-named-port", true, "
+        scenario("ingress-x-a-named-port", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-named-port, namespace: x}
@@ -256,7 +248,7 @@ spec:
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{namespaceSelector: {}}], ports: [{port: serve-81-tcp}]}]
 ", vec![check(tcp(81), ALL_ALLOWED), check(tcp(80), X_A_CLOSED), check(udp(81), X_A_CLOSED)]),
-        scenario("ingress-x-a-end-port", false, "
+        scenario("ingress-x-a-end-port", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-range, namespace: x}
@@ -264,7 +256,7 @@ spec:
   podSelector: {matchLabels: {pod: a}}
   ingress: [{ports: [{protocol: TCP, port: 81, endPort: 90}]}]
 ", vec![check(tcp(80), X_A_CLOSED), check(tcp(81), ALL_ALLOWED), check(tcp(90), ALL_ALLOWED), check(tcp(91), X_A_CLOSED)]),
-        scenario("ingress-x-a-udp-80-only", true, "
+        scenario("ingress-x-a-udp-80-only", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-udp, namespace: x}
@@ -272,7 +264,7 @@ spec:
   podSelector: {matchLabels: {pod: a}}
   ingress: [{ports: [{protocol: UDP, port: 80}]}]
 ", vec![check(udp(80), ALL_ALLOWED), check(tcp(80), X_A_CLOSED), check(udp(81), X_A_CLOSED)]),
-        scenario("egress-x-a-to-namespace-y", false, "
+        scenario("egress-x-a-to-namespace-y", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-to-y, namespace: x}
@@ -290,7 +282,7 @@ y/c . . . . . . . . .
 z/a . . . . . . . . .
 z/b . . . . . . . . .
 z/c . . . . . . . . .")]),
-        scenario("egress-x-a-to-pod-b-port-80", false, "
+        scenario("egress-x-a-to-pod-b-port-80", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-to-b-80, namespace: x}
@@ -317,7 +309,7 @@ y/c . . . . . . . . .
 z/a . . . . . . . . .
 z/b . . . . . . . . .
 z/c . . . . . . . . .")]),
-        scenario("x-a-isolated-both-ways-egress-to-y", true, "
+        scenario("x-a-isolated-both-ways-egress-to-y", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-both, namespace: x}
@@ -335,7 +327,7 @@ y/c X . . . . . . . .
 z/a X . . . . . . . .
 z/b X . . . . . . . .
 z/c X . . . . . . . .")]),
-        scenario("ingress-x-a-ip-block-except", true, "
+        scenario("ingress-x-a-ip-block-except", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-from-block, namespace: x}
@@ -352,7 +344,7 @@ y/c . . . . . . . . .
 z/a X . . . . . . . .
 z/b X . . . . . . . .
 z/c X . . . . . . . .")]),
-        scenario("egress-x-a-ip-block-z", false, "
+        scenario("egress-x-a-ip-block-z", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-to-block, namespace: x}
@@ -370,7 +362,7 @@ y/c . . . . . . . . .
 z/a . . . . . . . . .
 z/b . . . . . . . . .
 z/c . . . . . . . . .")]),
-        scenario("union-of-two-policies", false, "
+        scenario("union-of-two-policies", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-from-y-b, namespace: x}
@@ -394,7 +386,7 @@ y/c X . . . . . . . .
 z/a X . . . . . . . .
 z/b X . . . . . . . .
 z/c . . . . . . . . .")]),
-        scenario("policy-in-y-affects-only-y", false, "
+        scenario("policy-in-y-affects-only-y", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: isolate-a, namespace: y}
@@ -409,7 +401,7 @@ y/c . . . X . . . . .
 z/a . . . X . . . . .
 z/b . . . X . . . . .
 z/c . . . X . . . . .")]),
-        scenario("egress-x-only-to-pod-c", false, "
+        scenario("egress-x-only-to-pod-c", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: only-to-c, namespace: x}
@@ -427,7 +419,7 @@ y/c . . . . . . . . .
 z/a . . . . . . . . .
 z/b . . . . . . . . .
 z/c . . . . . . . . .")]),
-        scenario("egress-type-ignores-ingress-rules", false, "
+        scenario("egress-type-ignores-ingress-rules", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: egress-only, namespace: x}
@@ -437,7 +429,7 @@ spec:
   egress: [{}]
   ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}]}]
 ", vec![check(tcp(80), ALL_ALLOWED)]),
-        scenario("ingress-x-a-match-expressions", false, "
+        scenario("ingress-x-a-match-expressions", "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: a-from-b-or-c, namespace: x}

@@ -12,7 +12,6 @@ pub fn all() -> Vec<Scenario> {
     vec![
         scenario(
             "gnp-deny-from-namespace-z-then-allow",
-            false,
             "
 apiVersion: network.weft.dev/v1
 kind: GlobalNetworkPolicy
@@ -40,7 +39,6 @@ z/c X X X X X X X X .",
         ),
         scenario(
             "weft-allow-decides-before-kubernetes-deny",
-            true,
             concat!(
                 "
 apiVersion: network.weft.dev/v1
@@ -61,7 +59,6 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         ),
         scenario(
             "weft-deny-beats-kubernetes-allow",
-            true,
             "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -92,7 +89,6 @@ z/c . . . . . . . . .",
         ),
         scenario(
             "weft-pass-skips-kubernetes-deny",
-            true,
             concat!(
                 "
 apiVersion: network.weft.dev/v1
@@ -114,7 +110,6 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         ),
         scenario(
             "weft-log-continues-to-next-rule",
-            false,
             "
 apiVersion: network.weft.dev/v1
 kind: GlobalNetworkPolicy
@@ -142,7 +137,6 @@ z/c X . . X . . X . .",
         ),
         scenario(
             "weft-equal-order-ties-by-name",
-            true,
             "
 apiVersion: network.weft.dev/v1
 kind: NetworkPolicy
@@ -158,7 +152,6 @@ spec: {order: 100, ingress: [{action: Deny, source: {selector: \"pod == 'b'\"}}]
         ),
         scenario(
             "weft-lower-order-before-name",
-            false,
             "
 apiVersion: network.weft.dev/v1
 kind: NetworkPolicy
@@ -179,7 +172,6 @@ spec: {ingress: [{action: Deny}]}
         ),
         scenario(
             "weft-not-selector-within-policy-namespace",
-            false,
             "
 apiVersion: network.weft.dev/v1
 kind: NetworkPolicy
@@ -204,7 +196,6 @@ z/c . . . . . . . . .",
         ),
         scenario(
             "weft-port-range-with-not-ports",
-            true,
             "
 apiVersion: network.weft.dev/v1
 kind: NetworkPolicy
@@ -221,7 +212,6 @@ spec:
         ),
         scenario(
             "weft-not-protocol",
-            false,
             "
 apiVersion: network.weft.dev/v1
 kind: NetworkPolicy
@@ -234,7 +224,6 @@ spec:
         ),
         scenario(
             "weft-nets-and-not-nets",
-            true,
             "
 apiVersion: network.weft.dev/v1
 kind: GlobalNetworkPolicy
@@ -260,7 +249,6 @@ z/c . . . . . . . . .",
         ),
         scenario(
             "weft-egress-deny-to-namespace-y",
-            true,
             "
 apiVersion: network.weft.dev/v1
 kind: GlobalNetworkPolicy
@@ -288,7 +276,6 @@ z/c . . . . . . . . .",
         ),
         scenario(
             "weft-named-port",
-            false,
             "
 apiVersion: network.weft.dev/v1
 kind: NetworkPolicy
@@ -301,7 +288,6 @@ spec:
         ),
         scenario(
             "weft-service-account-names",
-            false,
             "
 apiVersion: network.weft.dev/v1
 kind: GlobalNetworkPolicy
@@ -329,7 +315,6 @@ z/c X . . . . . . . .",
             // Without `types`, a policy with only egress rules governs egress alone (as in
             // Calico): x/a may send only UDP, and stays open for ingress.
             "weft-default-types-with-egress-rules-only",
-            false,
             "
 apiVersion: network.weft.dev/v1
 kind: NetworkPolicy
@@ -358,7 +343,6 @@ z/c . . . . . . . . .
         ),
         scenario(
             "weft-deny-all-egress-except-dns-like-udp",
-            false,
             "
 apiVersion: network.weft.dev/v1
 kind: GlobalNetworkPolicy
@@ -387,7 +371,6 @@ z/c X X X X X X X X .",
         ),
         scenario(
             "kubernetes-deny-all-with-weft-log",
-            false,
             concat!(
                 "
 apiVersion: network.weft.dev/v1

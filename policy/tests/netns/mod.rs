@@ -1,13 +1,20 @@
-//! Real network namespaces for dataplane tests: a host namespace holding a bridge (with bridged
-//! IPv4 sent through the inet forward hook), one namespace per pod wired to it by a veth pair,
-//! probe servers in every pod, and TCP/UDP probes between every pair.
+//! Real network namespaces shaped like a weft node, for dataplane tests: a "host" namespace in
+//! the role of the node's root namespace, and one namespace per pod attached by the real `weft`
+//! CNI plugin (a routed veth pair per pod: /32 or /128 on the pod end, default route via
+//! 169.254.1.1 or fe80::ecee:eeff:feee:eeee, host end `weft…` with one host route per address),
+//! with each pod's address pinned through a one-address host-local range. Probe servers run in
+//! every pod and on the node's own address; probes go pod to pod, pod to node and node to pod.
+//!
+//! The plugin binaries are the workspace's own (`target/<profile>/weft` and `weft-ipam`, next to
+//! this test's directory); `make test` builds them.
 
 #![allow(dead_code)]
 
 use std::fs::File;
 use std::io::ErrorKind;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +25,11 @@ use weft_policy::eval::Traffic;
 use weft_policy::matrix::Matrix;
 use weft_policy::model::{Cluster, Protocol};
 
-/// Ports every pod serves on both TCP and UDP.
-pub const SERVED_PORTS: [u16; 2] = [80, 81];
+/// Ports every pod (and the node) serves on both TCP and UDP: every port a scenario probes.
+pub const SERVED_PORTS: [u16; 4] = [80, 81, 90, 91];
+/// The node's own addresses, on the host namespace's loopback: what a pod reaches its node at.
+pub const NODE_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 249, 255, 254));
+pub const NODE_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x249, 0, 0, 0, 0, 0, 0xfffe));
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const PROBE_TRIES: usize = 2;
 
@@ -36,6 +46,25 @@ pub fn require_root_tools() {
             tool[0]
         );
     }
+}
+
+/// The directory of the workspace's binaries (`target/<profile>`), where the plugins must be.
+pub fn plugins_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // The test runs from target/<profile>/deps/.
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable under target/<profile>/deps")
+        .to_owned();
+    for plugin in ["weft", "weft-ipam"] {
+        assert!(
+            dir.join(plugin).exists(),
+            "{} is missing: build the plugins too (`cargo build -p weft-cni`; `make test` does)",
+            dir.join(plugin).display()
+        );
+    }
+    dir
 }
 
 fn run(args: &[&str]) {
@@ -62,91 +91,169 @@ fn enter(namespace: &str) {
 struct Pod {
     key: String,
     namespace: String,
+    container: String,
     ip: IpAddr,
 }
 
-/// A bridge namespace and one namespace per pod; removed on drop.
+/// A node namespace and one pod namespace per endpoint, attached by the `weft` plugin; the pods
+/// are deleted through the plugin and everything removed on drop.
 pub struct Topology {
     host: String,
+    plugins: PathBuf,
+    /// The IPAM store, private to this topology.
+    data_dir: PathBuf,
+    network: String,
     pods: Vec<Pod>,
     stop: Arc<AtomicBool>,
     servers: Vec<JoinHandle<()>>,
-    /// Kept open so pending connections stay queued until the topology goes away.
-    listeners: Vec<TcpListener>,
 }
 
 impl Topology {
-    /// Builds namespaces `<prefix>-h` and `<prefix>-<i>` for the cluster's endpoints (IPv4 on
-    /// one /16, IPv6 on one /64) and starts the probe servers.
+    /// Builds the node namespace `<prefix>-h` and pod namespaces `<prefix>-<i>` for the
+    /// cluster's endpoints (each gets exactly its address from the cluster), and starts the
+    /// probe servers.
     pub fn build(prefix: &str, cluster: &Cluster) -> Self {
         let host = format!("{prefix}-h");
+        let data_dir = std::env::temp_dir().join(format!("{prefix}-ipam"));
+        let _ = std::fs::remove_dir_all(&data_dir);
         let mut topology = Topology {
             host: host.clone(),
+            plugins: plugins_dir(),
+            data_dir,
+            network: format!("{prefix}-net"),
             pods: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             servers: Vec::new(),
-            listeners: Vec::new(),
         };
         run(&["ip", "netns", "add", &host]);
-        run(&["ip", "-n", &host, "link", "add", "br0", "type", "bridge"]);
-        // Send bridged IPv4 and IPv6 through the inet forward hook, where the ruleset sits; both
-        // settings are per namespace, so nothing outside the test changes.
-        for (option, sysctl) in [
-            ("nf_call_iptables", "net.bridge.bridge-nf-call-iptables=1"),
-            ("nf_call_ip6tables", "net.bridge.bridge-nf-call-ip6tables=1"),
-        ] {
-            run(&[
-                "ip", "-n", &host, "link", "set", "br0", "type", "bridge", option, "1",
-            ]);
+        run(&["ip", "-n", &host, "link", "set", "lo", "up"]);
+        for node in [NODE_V4, NODE_V6] {
+            let address = format!("{node}/{}", if node.is_ipv4() { 32 } else { 128 });
+            run(&["ip", "-n", &host, "addr", "add", &address, "dev", "lo"]);
+        }
+        // A node routes between its pods; a new namespace starts with forwarding off.
+        for sysctl in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
             run(&["ip", "netns", "exec", &host, "sysctl", "-qw", sysctl]);
         }
-        run(&["ip", "-n", &host, "link", "set", "br0", "up"]);
         for (index, endpoint) in cluster.endpoints.iter().enumerate() {
-            let namespace = format!("{prefix}-{index}");
             let ip = endpoint
                 .primary_ip()
                 .expect("every fixture pod has an address");
-            topology.pods.push(Pod {
+            let pod = Pod {
                 key: endpoint.key(),
-                namespace: namespace.clone(),
+                namespace: format!("{prefix}-{index}"),
+                container: format!("{prefix}-container-{index}"),
                 ip,
-            });
-            let veth = format!("v{index}");
-            run(&["ip", "netns", "add", &namespace]);
-            run(&[
-                "ip", "-n", &host, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
-                "netns", &namespace,
-            ]);
-            run(&[
-                "ip", "-n", &host, "link", "set", &veth, "master", "br0", "up",
-            ]);
-            // IPv6 without duplicate address detection, so the address is usable at once.
-            let (address, dad) = match ip {
-                IpAddr::V4(_) => (format!("{ip}/16"), None),
-                IpAddr::V6(_) => (format!("{ip}/64"), Some("nodad")),
             };
-            let mut add = vec![
-                "ip", "-n", &namespace, "addr", "add", &address, "dev", "eth0",
-            ];
-            add.extend(dad);
-            run(&add);
-            run(&["ip", "-n", &namespace, "link", "set", "eth0", "up"]);
-            run(&["ip", "-n", &namespace, "link", "set", "lo", "up"]);
+            run(&["ip", "netns", "add", &pod.namespace]);
+            // Owned by the topology from here on, so a failure below still cleans it up.
+            topology.pods.push(pod);
+            let pod = topology.pods.last().expect("just pushed");
+            let result = topology
+                .plugin("ADD", pod)
+                .unwrap_or_else(|e| panic!("ADD of {} failed: {e}", pod.key));
+            let result: serde_json::Value =
+                serde_json::from_str(&result).expect("ADD result is JSON");
+            let assigned = result["ips"][0]["address"].as_str().unwrap_or_default();
+            assert!(
+                assigned.split('/').next() == Some(ip.to_string().as_str()),
+                "{} got {assigned}, not its address {ip}",
+                pod.key
+            );
+            run(&["ip", "-n", &pod.namespace, "link", "set", "lo", "up"]);
         }
+        topology.wait_for_host_link_locals();
         topology.start_servers();
         topology
     }
 
+    /// Waits until no IPv6 address of the node namespace is tentative: until the host ends'
+    /// link-local addresses have passed duplicate address detection, the node cannot resolve its
+    /// IPv6 pods' addresses and drops what it routes to them.
+    fn wait_for_host_link_locals(&self) {
+        for _ in 0..100 {
+            let output = Command::new("ip")
+                .args(["-n", &self.host, "-6", "addr", "show", "tentative"])
+                .output()
+                .expect("ip addr");
+            assert!(output.status.success(), "ip -6 addr show tentative failed");
+            if output.stdout.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the host ends' IPv6 link-local addresses stay tentative after 10 s");
+    }
+
+    /// Runs the `weft` plugin in the node namespace for one pod; its address is pinned by a
+    /// one-address range.
+    fn plugin(&self, command: &str, pod: &Pod) -> Result<String, String> {
+        let prefix = if pod.ip.is_ipv4() { 16 } else { 64 };
+        let subnet = ipnet::IpNet::new(pod.ip, prefix)
+            .expect("prefix fits the family")
+            .trunc();
+        let config = serde_json::json!({
+            "cniVersion": "1.1.0",
+            "name": self.network,
+            "type": "weft",
+            "ipam": {
+                "type": "weft-ipam",
+                "ranges": [[{"subnet": subnet.to_string(), "rangeStart": pod.ip.to_string(),
+                             "rangeEnd": pod.ip.to_string()}]],
+                "dataDir": self.data_dir,
+            }
+        });
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.host])
+            .arg(self.plugins.join("weft"))
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", &pod.container)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_NETNS", format!("/run/netns/{}", pod.namespace))
+            .env("CNI_PATH", &self.plugins)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(config.to_string().as_bytes())
+            .map_err(|e| e.to_string())?;
+        let output = child.wait_with_output().map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!(
+                "{stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
     fn start_servers(&mut self) {
-        for pod in &self.pods {
-            let namespace = pod.namespace.clone();
+        let namespaces: Vec<String> = self
+            .pods
+            .iter()
+            .map(|pod| pod.namespace.clone())
+            .chain([self.host.clone()])
+            .collect();
+        for namespace in namespaces {
             let (sender, receiver) = std::sync::mpsc::channel();
             let stop = self.stop.clone();
             self.servers.push(std::thread::spawn(move || {
                 enter(&namespace);
                 let listeners: Vec<TcpListener> = SERVED_PORTS
                     .iter()
-                    .map(|port| TcpListener::bind(("::", *port)).expect("tcp listener"))
+                    .map(|port| {
+                        let listener = TcpListener::bind(("::", *port)).expect("tcp listener");
+                        listener.set_nonblocking(true).expect("nonblocking tcp");
+                        listener
+                    })
                     .collect();
                 let sockets: Vec<UdpSocket> = SERVED_PORTS
                     .iter()
@@ -156,10 +263,19 @@ impl Topology {
                         socket
                     })
                     .collect();
-                sender.send(listeners).expect("hand over listeners");
+                sender.send(()).expect("report the servers bound");
                 let mut buffer = [0u8; 64];
                 while !stop.load(Ordering::Relaxed) {
                     let mut idle = true;
+                    // Accepted and closed at once, so the accept queue never fills up however
+                    // many probes a run makes.
+                    for listener in &listeners {
+                        match listener.accept() {
+                            Ok(_) => idle = false,
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            Err(e) => panic!("tcp server: {e}"),
+                        }
+                    }
                     for socket in &sockets {
                         match socket.recv_from(&mut buffer) {
                             Ok((length, peer)) => {
@@ -175,8 +291,7 @@ impl Topology {
                     }
                 }
             }));
-            let listeners = receiver.recv().expect("probe server started");
-            self.listeners.extend(listeners);
+            receiver.recv().expect("probe server started");
         }
     }
 
@@ -283,6 +398,63 @@ impl Topology {
     }
 }
 
+impl Topology {
+    /// The node address a pod reaches its node at (the one of the pod's family).
+    fn node_address(ip: IpAddr) -> IpAddr {
+        if ip.is_ipv4() { NODE_V4 } else { NODE_V6 }
+    }
+
+    /// Probes from every pod to its node, in parallel: (pod key, got through), sorted by key.
+    pub fn probe_pods_to_node(&self, traffic: Traffic) -> Vec<(String, bool)> {
+        self.probe_each(traffic, |pod| {
+            (
+                pod.namespace.clone(),
+                SocketAddr::new(Self::node_address(pod.ip), traffic.port),
+            )
+        })
+    }
+
+    /// Probes from the node to every pod, in parallel: (pod key, got through), sorted by key.
+    pub fn probe_node_to_pods(&self, traffic: Traffic) -> Vec<(String, bool)> {
+        self.probe_each(traffic, |pod| {
+            (self.host.clone(), SocketAddr::new(pod.ip, traffic.port))
+        })
+    }
+
+    fn probe_each(
+        &self,
+        traffic: Traffic,
+        route: impl Fn(&Pod) -> (String, SocketAddr),
+    ) -> Vec<(String, bool)> {
+        let handles: Vec<(String, JoinHandle<bool>)> = self
+            .pods
+            .iter()
+            .map(|pod| {
+                let (namespace, target) = route(pod);
+                let handle = std::thread::spawn(move || {
+                    enter(&namespace);
+                    (0..PROBE_TRIES).any(|_| probe(target, traffic.protocol))
+                });
+                (pod.key.clone(), handle)
+            })
+            .collect();
+        let mut results: Vec<(String, bool)> = handles
+            .into_iter()
+            .map(|(key, handle)| (key, handle.join().expect("probe thread")))
+            .collect();
+        results.sort();
+        results
+    }
+
+    /// The key and address of every pod.
+    pub fn pods(&self) -> Vec<(String, IpAddr)> {
+        self.pods
+            .iter()
+            .map(|pod| (pod.key.clone(), pod.ip))
+            .collect()
+    }
+}
+
 /// One connection attempt: a TCP handshake, or a UDP datagram echoed back.
 fn probe(target: SocketAddr, protocol: Protocol) -> bool {
     match protocol {
@@ -309,8 +481,11 @@ impl Drop for Topology {
         for server in self.servers.drain(..) {
             let _ = server.join();
         }
-        self.listeners.clear();
         for pod in &self.pods {
+            // DEL releases the address and the plugin's lock file for the attachment.
+            if let Err(error) = self.plugin("DEL", pod) {
+                eprintln!("DEL of {} failed: {error}", pod.key);
+            }
             let _ = Command::new("ip")
                 .args(["netns", "del", &pod.namespace])
                 .output();
@@ -318,5 +493,6 @@ impl Drop for Topology {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.host])
             .output();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
