@@ -16,8 +16,6 @@ mod common;
 
 use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -263,8 +261,6 @@ fn reference_call(
     pod_netns: &str,
     config: &str,
 ) -> Duration {
-    let netns = std::fs::File::open(format!("/run/netns/{node_netns}")).unwrap();
-    let raw = netns.as_raw_fd();
     let started = Instant::now();
     let mut process = Command::new("/usr/lib/cni/ptp");
     process
@@ -277,16 +273,7 @@ fn reference_call(
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: setns between fork and exec.
-    unsafe {
-        process.pre_exec(move || {
-            if libc::setns(raw, libc::CLONE_NEWNET) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    let _netns = in_netns(&mut process, node_netns);
     let mut child = process.spawn().expect("run /usr/lib/cni/ptp");
     child
         .stdin

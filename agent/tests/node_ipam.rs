@@ -14,18 +14,6 @@ use common::*;
 use kube::Api;
 use kube::api::ListParams;
 use weft_api::IpamBlock;
-use weft_e2e::LocalCluster;
-
-async fn cluster() -> &'static LocalCluster {
-    let cluster = LocalCluster::shared()
-        .await
-        .expect("the local control plane is required for this test");
-    let client = cluster.client().await.expect("client");
-    weft_e2e::install_crds(&client, weft_api::crds(), "weft-agent-tests")
-        .await
-        .expect("install the CRDs");
-    cluster
-}
 
 async fn blocks_of(nodes: &NodeCluster, node: &str) -> Vec<String> {
     Api::<IpamBlock>::all(nodes.client.clone())
@@ -41,7 +29,8 @@ async fn blocks_of(nodes: &NodeCluster, node: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_200_adds_gets_200_distinct_addresses() {
-    let mut nodes = NodeCluster::new(cluster().await, &[1], "VXLANCrossSubnet", "Enabled").await;
+    let mut nodes =
+        NodeCluster::new(shared_cluster().await, &[1], "VXLANCrossSubnet", "Enabled").await;
     nodes.start_agents().await;
     let node = &nodes.nodes[0];
     let names: Vec<String> = (0..200)
@@ -101,7 +90,7 @@ async fn a_burst_of_200_adds_gets_200_distinct_addresses() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exhausted_pool_fails_add_at_once_naming_the_pool() {
-    let mut nodes = NodeCluster::new(cluster().await, &[1, 1], "VXLAN", "Enabled").await;
+    let mut nodes = NodeCluster::new(shared_cluster().await, &[1, 1], "VXLAN", "Enabled").await;
     // Shrink the pool to one block before any node claims: only one node can hold it.
     let pools: Api<weft_api::IpPool> = Api::all(nodes.client.clone());
     let name = format!("wt-{}", nodes.id);
@@ -164,7 +153,7 @@ async fn an_exhausted_pool_fails_add_at_once_naming_the_pool() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn empty_blocks_are_released_after_the_grace_period() {
-    let mut nodes = NodeCluster::new(cluster().await, &[1], "VXLAN", "Enabled").await;
+    let mut nodes = NodeCluster::new(shared_cluster().await, &[1], "VXLAN", "Enabled").await;
     nodes
         .extra_args
         .push(("WEFT_BLOCK_RELEASE_SECONDS".into(), "1".into()));
@@ -197,8 +186,13 @@ async fn empty_blocks_are_released_after_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_node_loses_its_routes_everywhere_and_its_blocks() {
-    let mut nodes =
-        NodeCluster::new(cluster().await, &[1, 1, 2], "VXLANCrossSubnet", "Enabled").await;
+    let mut nodes = NodeCluster::new(
+        shared_cluster().await,
+        &[1, 1, 2],
+        "VXLANCrossSubnet",
+        "Enabled",
+    )
+    .await;
     nodes.start_agents().await;
     for node in 0..3 {
         nodes.add_pod(node, &format!("p{node}"), &[]).await;
@@ -248,4 +242,39 @@ async fn a_deleted_node_loses_its_routes_everywhere_and_its_blocks() {
     }
     let _ = controllers.kill();
     let _ = controllers.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn addresses_no_pod_holds_are_freed_after_the_grace_period() {
+    let mut nodes = NodeCluster::new(shared_cluster().await, &[1], "VXLAN", "Enabled").await;
+    nodes
+        .extra_args
+        .push(("WEFT_ADDRESS_RELEASE_SECONDS".into(), "1".into()));
+    nodes.start_agents().await;
+    // A pod with its Pod object keeps its address; an attachment no Pod stands for loses it.
+    let kept = nodes.add_pod(0, "kept", &[]).await;
+    let node = &nodes.nodes[0];
+    let orphan = format!("{}-orphan", node.netns);
+    sh(&["ip", "netns", "add", &orphan]);
+    cni(node, "ADD", &orphan, &orphan).expect("ADD without a Pod object");
+    let store = node.state_dir().join("ipam").join("weft");
+    let held = |needle: &str| {
+        std::fs::read_dir(&store)
+            .unwrap()
+            .filter_map(|entry| entry.ok())
+            .any(|entry| entry.file_name().to_string_lossy().contains(needle))
+    };
+    assert!(held(&orphan) && held(&kept.container_id));
+    nodes
+        .until(
+            "the orphaned address is freed",
+            Duration::from_secs(10),
+            || !held(&orphan),
+        )
+        .await;
+    assert!(
+        held(&kept.container_id),
+        "the address of a live pod was freed"
+    );
+    let _ = try_sh(&["ip", "netns", "del", &orphan]);
 }

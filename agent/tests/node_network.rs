@@ -10,23 +10,11 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use weft_e2e::LocalCluster;
-
-async fn cluster() -> &'static LocalCluster {
-    let cluster = LocalCluster::shared()
-        .await
-        .expect("the local control plane is required for this test");
-    let client = cluster.client().await.expect("client");
-    weft_e2e::install_crds(&client, weft_api::crds(), "weft-agent-tests")
-        .await
-        .expect("install the CRDs");
-    cluster
-}
 
 /// Three nodes (two on subnet 1, one on subnet 2), agents ready, four pods:
 /// a and b on node 0, c on node 1 (same subnet), d on node 2 (other subnet).
 async fn four_pods(encapsulation: &str, nat: &str) -> NodeCluster {
-    let mut nodes = NodeCluster::new(cluster().await, &[1, 1, 2], encapsulation, nat).await;
+    let mut nodes = NodeCluster::new(shared_cluster().await, &[1, 1, 2], encapsulation, nat).await;
     nodes.start_agents().await;
     for (node, name) in [(0, "a"), (0, "b"), (1, "c"), (2, "d")] {
         let pod = nodes.add_pod(node, name, &[("app", name)]).await;
@@ -64,14 +52,8 @@ async fn vxlan_cross_subnet_routes_directly_in_the_subnet_and_encapsulates_acros
         Some(nodes.pods[3].ip.to_string().as_str())
     );
     let routes = nodes.nodes[0].weft_routes();
-    let c_block = nodes.nodes[1].node_state()["blocks"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let d_block = nodes.nodes[2].node_state()["blocks"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let c_block = nodes.nodes[1].first_block();
+    let d_block = nodes.nodes[2].first_block();
     let line = |block: &str| {
         routes
             .lines()
@@ -81,10 +63,7 @@ async fn vxlan_cross_subnet_routes_directly_in_the_subnet_and_encapsulates_acros
     };
     assert!(line(&c_block).contains("dev eth0"), "{}", line(&c_block));
     assert!(line(&d_block).contains("dev weft.vxlan") && line(&d_block).contains("onlink"));
-    let own = nodes.nodes[0].node_state()["blocks"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let own = nodes.nodes[0].first_block();
     assert!(routes.contains(&format!("blackhole {own}")), "{routes}");
     // The node reaches its own pods (kubelet probes).
     let node_seen = tcp_probe_eventually(&nodes.nodes[0].netns, a.ip, 8080, 5);
@@ -115,10 +94,7 @@ async fn vxlan_encapsulates_every_peer() {
         );
     }
     let routes = nodes.nodes[0].weft_routes();
-    let c_block = nodes.nodes[1].node_state()["blocks"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let c_block = nodes.nodes[1].first_block();
     assert!(
         routes
             .lines()
@@ -133,18 +109,12 @@ async fn no_encapsulation_routes_the_subnet_directly_and_cannot_cross_subnets() 
     assert!(reach(&nodes, 0, 1).is_some(), "same node");
     assert!(reach(&nodes, 0, 2).is_some(), "same subnet, direct");
     let routes = nodes.nodes[0].weft_routes();
-    let d_block = nodes.nodes[2].node_state()["blocks"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let d_block = nodes.nodes[2].first_block();
     assert!(
         !routes.contains(&d_block),
         "no route may point across subnets without encapsulation:\n{routes}"
     );
-    let c_block = nodes.nodes[1].node_state()["blocks"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let c_block = nodes.nodes[1].first_block();
     assert!(
         routes
             .lines()

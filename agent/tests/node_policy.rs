@@ -13,18 +13,6 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 use weft_api::NetworkPolicy;
-use weft_e2e::LocalCluster;
-
-async fn cluster() -> &'static LocalCluster {
-    let cluster = LocalCluster::shared()
-        .await
-        .expect("the local control plane is required for this test");
-    let client = cluster.client().await.expect("client");
-    weft_e2e::install_crds(&client, weft_api::crds(), "weft-agent-tests")
-        .await
-        .expect("install the CRDs");
-    cluster
-}
 
 /// Polls until `probe` gives `expected` (policy changes reach the nodes asynchronously).
 async fn settles(nodes: &NodeCluster, what: &str, expected: bool, probe: impl Fn() -> bool) {
@@ -39,8 +27,13 @@ fn open(nodes: &NodeCluster, from: usize, to: usize, port: u16) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_blue_policy_holds_between_pods_on_different_nodes() {
-    let mut nodes =
-        NodeCluster::new(cluster().await, &[1, 2, 1], "VXLANCrossSubnet", "Enabled").await;
+    let mut nodes = NodeCluster::new(
+        shared_cluster().await,
+        &[1, 2, 1],
+        "VXLANCrossSubnet",
+        "Enabled",
+    )
+    .await;
     nodes.start_agents().await;
     let blue = nodes.add_pod(0, "blue", &[("color", "blue")]).await;
     nodes.add_pod(1, "red", &[("color", "red")]).await;
@@ -96,7 +89,13 @@ async fn the_blue_policy_holds_between_pods_on_different_nodes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubernetes_default_deny_and_allow_by_label_across_nodes() {
-    let mut nodes = NodeCluster::new(cluster().await, &[1, 2], "VXLANCrossSubnet", "Enabled").await;
+    let mut nodes = NodeCluster::new(
+        shared_cluster().await,
+        &[1, 2],
+        "VXLANCrossSubnet",
+        "Enabled",
+    )
+    .await;
     nodes.start_agents().await;
     let server = nodes.add_pod(0, "server", &[("app", "server")]).await;
     nodes.add_pod(1, "client", &[("app", "client")]).await;

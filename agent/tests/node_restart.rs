@@ -13,17 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use weft_e2e::LocalCluster;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_survives_kill_9_and_restart_of_an_agent() {
-    let cluster = LocalCluster::shared()
-        .await
-        .expect("the local control plane is required");
-    let client = cluster.client().await.unwrap();
-    weft_e2e::install_crds(&client, weft_api::crds(), "weft-agent-tests")
-        .await
-        .unwrap();
+    let cluster = shared_cluster().await;
     let mut nodes = NodeCluster::new(cluster, &[1, 2], "VXLANCrossSubnet", "Enabled").await;
     nodes.start_agents().await;
     let server = nodes.add_pod(0, "server", &[]).await;

@@ -8,17 +8,11 @@ mod common;
 use common::*;
 use kube::Api;
 use weft_api::Installation;
-use weft_e2e::LocalCluster;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_network_stays_on_restart_and_goes_with_the_installation() {
-    let cluster = LocalCluster::shared()
-        .await
-        .expect("the local control plane is required");
+    let cluster = shared_cluster().await;
     let client = cluster.client().await.unwrap();
-    weft_e2e::install_crds(&client, weft_api::crds(), "weft-agent-tests")
-        .await
-        .unwrap();
     let mut nodes = NodeCluster::new(cluster, &[1, 2], "VXLAN", "Enabled").await;
     nodes.start_agents().await;
     let node = &nodes.nodes[0];

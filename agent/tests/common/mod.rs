@@ -48,6 +48,38 @@ pub fn binaries_dir() -> PathBuf {
     dir
 }
 
+/// The shared local control plane of this test binary, with weft's CRDs.
+pub async fn shared_cluster() -> &'static LocalCluster {
+    let cluster = LocalCluster::shared()
+        .await
+        .expect("the local control plane is required for this test");
+    let client = cluster.client().await.expect("client");
+    weft_e2e::install_crds(&client, weft_api::crds(), "weft-agent-tests")
+        .await
+        .expect("install the CRDs");
+    cluster
+}
+
+/// Runs `command` with its network namespace switched to `netns` (a name under /run/netns)
+/// between fork and exec.
+pub fn in_netns(command: &mut Command, netns: &str) -> std::fs::File {
+    let file = std::fs::File::open(format!("/run/netns/{netns}"))
+        .unwrap_or_else(|e| panic!("namespace {netns}: {e}"));
+    let raw = file.as_raw_fd();
+    // SAFETY: setns between fork and exec; the descriptor stays open in the parent (the caller
+    // keeps the returned file until the child has started).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(raw, libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    file
+}
+
 /// The Installation every agent test shares (Weft IPAM), created once.
 pub async fn ensure_installation(client: &Client) {
     let api: Api<Installation> = Api::all(client.clone());
@@ -95,6 +127,14 @@ impl TestNode {
             .unwrap_or_else(|e| panic!("node state of {}: {e}", self.name));
         serde_json::from_str(&text).unwrap()
     }
+    /// The first block the node state file lists.
+    pub fn first_block(&self) -> String {
+        self.node_state()["blocks"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} holds no block", self.name))
+            .to_owned()
+    }
+
     /// `ip route show proto 81` inside the node.
     pub fn weft_routes(&self) -> String {
         sh(&["ip", "-n", &self.netns, "route", "show", "proto", "81"])
@@ -549,8 +589,6 @@ pub fn cni(
     container_id: &str,
     pod_netns: &str,
 ) -> Result<Value, String> {
-    let node_netns = std::fs::File::open(format!("/run/netns/{}", node.netns)).expect("node netns");
-    let raw = node_netns.as_raw_fd();
     let mut process = Command::new(node.bin_dir().join("weft"));
     process
         .env_clear()
@@ -562,16 +600,7 @@ pub fn cni(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: setns between fork and exec, the descriptor stays open in the parent.
-    unsafe {
-        process.pre_exec(move || {
-            if libc::setns(raw, libc::CLONE_NEWNET) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    let node_netns = in_netns(&mut process, &node.netns);
     let mut child = process.spawn().map_err(|e| e.to_string())?;
     child
         .stdin

@@ -327,8 +327,10 @@ fn dispatch_map_name(direction: Direction, family: Family) -> String {
     format!("{direction}_{}", family.suffix())
 }
 
-/// `egress_host`: on the input hook, a local pod's traffic to its node meets its egress chain.
-fn add_host_chain(chains: &mut BTreeMap<String, Chain>) {
+/// The first rules of every base chain: established traffic passes, and so does IPv6 neighbour
+/// discovery, which is what IPv4's ARP is (ARP never reaches these chains; without this an
+/// isolated pod would lose its IPv6 neighbours); then the dispatch of `direction` by `address`.
+fn base_rules(direction: Direction, address: &str) -> Vec<String> {
     let mut rules = vec![
         "ct state established,related accept".to_string(),
         "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, \
@@ -337,16 +339,21 @@ fn add_host_chain(chains: &mut BTreeMap<String, Chain>) {
     ];
     for family in Family::BOTH {
         rules.push(format!(
-            "{} saddr vmap @{}",
+            "{} {address} vmap @{}",
             family.keyword(),
-            dispatch_map_name(Direction::Egress, family)
+            dispatch_map_name(direction, family)
         ));
     }
+    rules
+}
+
+/// `egress_host`: on the input hook, a local pod's traffic to its node meets its egress chain.
+fn add_host_chain(chains: &mut BTreeMap<String, Chain>) {
     chains.insert(
         "egress_host".to_string(),
         Chain {
             hook: Some("type filter hook input priority 0; policy accept;".to_string()),
-            rules,
+            rules: base_rules(Direction::Egress, "saddr"),
         },
     );
 }
@@ -356,21 +363,7 @@ fn add_base_chains(chains: &mut BTreeMap<String, Chain>) {
         ("egress", Direction::Egress, 0, "saddr"),
         ("ingress", Direction::Ingress, 10, "daddr"),
     ] {
-        let mut rules = vec![
-            "ct state established,related accept".to_string(),
-            // IPv6 neighbour discovery is what IPv4's ARP is, and ARP never reaches these
-            // chains; without this an isolated pod would lose its IPv6 neighbours.
-            "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, \
-             nd-router-advert } accept"
-                .to_string(),
-        ];
-        for family in Family::BOTH {
-            rules.push(format!(
-                "{} {address} vmap @{}",
-                family.keyword(),
-                dispatch_map_name(direction, family)
-            ));
-        }
+        let rules = base_rules(direction, address);
         chains.insert(
             name.to_string(),
             Chain {
