@@ -8,11 +8,9 @@ root_dir=$(cd "$e2e_dir/.." && pwd)
 # shellcheck source=../versions.env
 source "$e2e_dir/versions.env"
 
-go_version=$(go env GOVERSION)
-case "$go_version" in
-  go1.26|go1.26.*) ;;
-  *) echo "build-control-plane: Go 1.26 is required (found $go_version); Go 1.27 breaks the apiserver's OpenAPI" >&2; exit 1 ;;
-esac
+# shellcheck source=require-go.sh
+source "$e2e_dir/scripts/require-go.sh"
+require_go_126 build-control-plane
 
 check_pin() { # module file, module path, version
   grep -qE "^(require )?[[:space:]]*$2 $3\$" "$1" || {

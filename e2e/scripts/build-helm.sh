@@ -8,11 +8,9 @@ root_dir=$(cd "$e2e_dir/.." && pwd)
 # shellcheck source=../versions.env
 source "$e2e_dir/versions.env"
 
-go_version=$(go env GOVERSION)
-case "$go_version" in
-  go1.26|go1.26.*) ;;
-  *) echo "build-helm: Go 1.26 is required (found $go_version)" >&2; exit 1 ;;
-esac
+# shellcheck source=require-go.sh
+source "$e2e_dir/scripts/require-go.sh"
+require_go_126 build-helm
 
 build() { # wrapper module dir, module path, version
   local module_dir="$e2e_dir/go/$1" module=$2 version=$3
