@@ -177,15 +177,29 @@ async fn node_publishes_address_mtu_and_network_available() {
         Some("1450")
     );
     assert!(annotations.contains_key("network.weft.dev/vxlan-mac"));
-    let conditions = node.status.unwrap().conditions.unwrap_or_default();
-    let network = conditions
-        .iter()
-        .find(|c| c.type_ == "NetworkUnavailable")
-        .expect("NetworkUnavailable condition");
-    assert_eq!(
-        (network.status.as_str(), network.reason.as_deref()),
-        ("False", Some("WeftIsUp"))
-    );
+    // The condition is written right after the first sync; poll for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let node = api.get(&nodes.nodes[0].name).await.unwrap();
+        let conditions = node
+            .status
+            .unwrap_or_default()
+            .conditions
+            .unwrap_or_default();
+        let network = conditions.iter().find(|c| c.type_ == "NetworkUnavailable");
+        if let Some(network) = network {
+            assert_eq!(
+                (network.status.as_str(), network.reason.as_deref()),
+                ("False", Some("WeftIsUp"))
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no NetworkUnavailable condition"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(nodes.nodes[0].node_state()["mtu"], 1450);
     let link = sh(&["ip", "-n", &nodes.pods[0].netns, "link", "show", "eth0"]);
     assert!(

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use kube::Api;
 use weft_api::Installation;
@@ -29,6 +31,14 @@ async fn the_network_stays_on_restart_and_goes_with_the_installation() {
             sh(&["ip", "netns", "exec", netns, "nft", "list", "tables"]),
         )
     };
+    let peer_block = nodes.nodes[1].first_block();
+    nodes
+        .until(
+            "node 0 routes to node 1's block",
+            Duration::from_secs(10),
+            || nodes.nodes[0].weft_routes().contains(&peer_block),
+        )
+        .await;
     nodes.stop_agent(0, libc::SIGTERM);
     let netns = nodes.nodes[0].netns.clone();
     let (routes, vxlan, tables) = kernel_state(&netns);
