@@ -108,6 +108,12 @@ docker exec "$container" ctr -n k8s.io images list -q | grep -v '^sha256:\|^impo
 # nothing reaps containerd in the build container (sleep is PID 1): a zombie counts as stopped
 docker exec "$container" sh -c 'pkill containerd; for i in $(seq 1 100); do pgrep -r R,S,D containerd >/dev/null || exit 0; sleep 0.2; done; echo containerd did not stop >&2; exit 1'
 docker exec "$container" rm -f /tmp/containerd.log
+# kind gives every node an anonymous volume at /var, which Docker fills with a copy of the image's
+# /var: with the imported images there, each node would copy all of them (1.2 GB). The content
+# store lives in the image at /kind/containerd-content instead, /var keeps a symlink to it, and the
+# nodes share the image's read-only layer (containerd writes new blobs to each node's own layer).
+docker exec "$container" sh -c 'c=/var/lib/containerd/io.containerd.content.v1.content
+  mv "$c" /kind/containerd-content && ln -s /kind/containerd-content "$c"'
 docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
   --change "LABEL org.opencontainers.image.version=$KUBERNETES_VERSION" "$container" "$image" >/dev/null
 # images of earlier inputs are stale

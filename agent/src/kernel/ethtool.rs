@@ -44,7 +44,8 @@ fn call(device: &str, command: u32, data: u32) -> io::Result<u32> {
         if socket < 0 {
             return Err(io::Error::last_os_error());
         }
-        let result = libc::ioctl(socket, SIOCETHTOOL, &mut request);
+        // The request's type is libc's `Ioctl`: c_ulong with glibc, c_int with musl.
+        let result = libc::ioctl(socket, SIOCETHTOOL as _, &mut request);
         let error = io::Error::last_os_error();
         libc::close(socket);
         if result < 0 {

@@ -12,9 +12,12 @@ use k8s_openapi::api::core::v1::{
     Container, Namespace, Pod, PodSpec, Service, ServicePort, ServiceSpec, Toleration,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Label every object of one check run carries.
@@ -176,6 +179,36 @@ pub fn deny_egress(run: &str) -> NetworkPolicy {
     )
 }
 
+/// Keeps the check's own channel open under a default deny: the API server, which may run on
+/// another node, reaches the dialling pods' netexec on CLIENT_PORT through its pod proxy, and a
+/// node's traffic to a pod on another node is subject to that pod's ingress policy.
+pub fn allow_probe(run: &str) -> NetworkPolicy {
+    policy(
+        "allow-check-probe",
+        run,
+        NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "role".to_owned(),
+                    operator: "In".to_owned(),
+                    values: Some(vec!["client".to_owned(), "stranger".to_owned()]),
+                }]),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: None,
+                ports: Some(vec![NetworkPolicyPort {
+                    protocol: Some("TCP".to_owned()),
+                    port: Some(IntOrString::Int(i32::from(CLIENT_PORT))),
+                    end_port: None,
+                }]),
+            }]),
+            ..NetworkPolicySpec::default()
+        },
+    )
+}
+
 /// Allows ingress to echo pods from pods labelled `role: client` (on top of a default deny).
 pub fn allow_client(run: &str) -> NetworkPolicy {
     policy(
@@ -265,6 +298,26 @@ mod tests {
             .clone()
             .expect("from");
         assert_eq!(from[0].pod_selector, Some(select("role", "client")));
+    }
+
+    #[test]
+    fn probe_rule_opens_only_the_dialling_pods_netexec_port() {
+        let spec = allow_probe("r").spec.expect("spec");
+        let selector = spec.pod_selector.expect("selector");
+        let requirement = &selector.match_expressions.expect("expressions")[0];
+        assert_eq!(requirement.key, "role");
+        assert_eq!(
+            requirement.values.as_deref(),
+            Some(&["client".to_owned(), "stranger".to_owned()][..])
+        );
+        let rule = &spec.ingress.expect("ingress")[0];
+        assert!(rule.from.is_none(), "any source: the API server's node");
+        let ports = rule.ports.as_ref().expect("ports");
+        assert_eq!(ports.len(), 1);
+        assert_eq!(
+            ports[0].port,
+            Some(IntOrString::Int(i32::from(CLIENT_PORT)))
+        );
     }
 
     #[test]

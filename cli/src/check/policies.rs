@@ -104,7 +104,10 @@ pub(super) async fn run(
         ctx,
         settings,
         ips,
-        vec![Kubernetes(Box::new(objects::deny_ingress(run)))],
+        vec![
+            Kubernetes(Box::new(objects::deny_ingress(run))),
+            Kubernetes(Box::new(objects::allow_probe(run))),
+        ],
         &[("client", 80, Want::Refused)],
     )
     .await;
@@ -124,6 +127,7 @@ pub(super) async fn run(
         ips,
         vec![
             Kubernetes(Box::new(objects::deny_ingress(run))),
+            Kubernetes(Box::new(objects::allow_probe(run))),
             Kubernetes(Box::new(objects::allow_client(run))),
         ],
         &[("client", 80, echo()), ("stranger", 80, Want::Refused)],
