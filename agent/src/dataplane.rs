@@ -75,6 +75,8 @@ pub struct SyncReport {
 /// The agent's handle on the node's dataplane and what it last applied.
 pub struct Dataplane {
     pub kernel: Kernel,
+    /// The address `weft.vxlan` carries (allocated by node IPAM from the node's own range).
+    pub tunnel: Option<std::net::Ipv4Addr>,
     node: String,
     applied_policy: Option<Ruleset>,
     applied_nat: Option<NatState>,
@@ -182,6 +184,7 @@ impl Dataplane {
     pub fn new(kernel: Kernel, node: &str, metrics: Metrics) -> Self {
         Self {
             kernel,
+            tunnel: None,
             node: node.to_owned(),
             applied_policy: None,
             applied_nat: None,
@@ -283,6 +286,7 @@ impl Dataplane {
             }
         };
         self.kernel.netlink(|netlink| nl::set_up(netlink, index))?;
+        self.keep_tunnel_address(index)?;
         self.kernel
             .inside(|| {
                 if ethtool::tx_checksum(VXLAN_DEVICE)? {
@@ -295,6 +299,30 @@ impl Dataplane {
                 source,
             })?;
         Ok(Some(index))
+    }
+
+    /// Puts the tunnel address (a /32) on the device and removes any other address.
+    fn keep_tunnel_address(&self, index: u32) -> Result<(), DataplaneError> {
+        let present: Vec<ipnet::Ipv4Net> = self
+            .kernel
+            .netlink(nl::ipv4_addresses)?
+            .into_iter()
+            .filter(|(link, _)| *link == index)
+            .map(|(_, address)| address)
+            .collect();
+        let wanted = self.tunnel.and_then(|ip| ipnet::Ipv4Net::new(ip, 32).ok());
+        for address in &present {
+            if Some(*address) != wanted {
+                let stale = ipnet::IpNet::V4(*address);
+                self.kernel
+                    .netlink(|netlink| nl::delete_address(netlink, index, stale))?;
+            }
+        }
+        if let Some(address) = wanted.filter(|wanted| !present.contains(wanted)) {
+            self.kernel
+                .netlink(|netlink| netlink.add_address(index, ipnet::IpNet::V4(address)))?;
+        }
+        Ok(())
     }
 
     fn sync_routes(

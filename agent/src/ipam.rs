@@ -20,12 +20,25 @@ use ipnet::{IpNet, Ipv4Net};
 use kube::Client;
 use weft_api::IpamType;
 use weft_cni::claim::{self, ClaimError};
+use weft_cni::env::Attachment;
+use weft_cni::ipam::allocate::{AllocateError, allocate};
+use weft_cni::ipam::range::Range;
 use weft_cni::ipam::store::{LockedStore, StoreError};
 use weft_cni::node_state::{NodeState, NodeStateError};
 
 use crate::metrics::{Metrics, PoolLabel};
 use crate::view::ClusterView;
 use crate::watch::Shared;
+
+/// The allocation that gives `weft.vxlan` its address: an address of the node's own range, so
+/// traffic the node itself sends through the tunnel carries a source the peers route back
+/// through the tunnel (symmetric, and accepted by strict reverse-path filtering).
+pub fn tunnel_owner() -> Attachment {
+    Attachment {
+        container_id: "weft-vxlan-tunnel".into(),
+        ifname: "weft.vxlan".into(),
+    }
+}
 
 /// Why an IPAM step failed (it is retried on the next tick).
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +75,7 @@ pub struct NodeIpam {
     empty_since: HashMap<Ipv4Net, Instant>,
     orphan_since: HashMap<IpAddr, Instant>,
     written: Option<NodeState>,
+    tunnel: Option<std::net::Ipv4Addr>,
 }
 
 fn size(block: &Ipv4Net) -> usize {
@@ -89,6 +103,7 @@ impl NodeIpam {
             empty_since: HashMap::new(),
             orphan_since: HashMap::new(),
             written: None,
+            tunnel: None,
         }
     }
 
@@ -158,8 +173,49 @@ impl NodeIpam {
         if inputs.ipam == IpamType::Weft {
             self.keep_blocks(&inputs, &mut state).await?;
         }
+        self.keep_tunnel_address(&state, inputs.ipam)?;
         self.free_orphans(&inputs)?;
         self.write(state)
+    }
+
+    /// The address of `weft.vxlan`, once allocated.
+    pub fn tunnel_address(&self) -> Option<std::net::Ipv4Addr> {
+        self.tunnel
+    }
+
+    /// Allocates (once) the tunnel address from the node's blocks or podCIDR, like a pod's.
+    fn keep_tunnel_address(&mut self, state: &NodeState, ipam: IpamType) -> Result<(), IpamError> {
+        let ranges: Vec<Range> = if ipam == IpamType::HostLocal {
+            state
+                .pod_cidrs
+                .iter()
+                .filter(|cidr| cidr.addr().is_ipv4())
+                .filter_map(|cidr| Range::host_local(*cidr))
+                .collect()
+        } else {
+            state
+                .blocks
+                .iter()
+                .filter(|block| block.addr().is_ipv4())
+                .map(|block| Range::whole_block(*block))
+                .collect()
+        };
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let store = self.open_store()?;
+        match allocate(&store, &[ranges], &tunnel_owner()) {
+            Ok(allocations) => {
+                self.tunnel = allocations.iter().find_map(|a| match a.address.addr() {
+                    IpAddr::V4(ip) => Some(ip),
+                    IpAddr::V6(_) => None,
+                });
+            }
+            // No free address yet: the next block brings one.
+            Err(AllocateError::Exhausted { .. }) => {}
+            Err(AllocateError::Store(error)) => return Err(error.into()),
+        }
+        Ok(())
     }
 
     /// Whether the node state file has been written since the start (readiness waits for it).
@@ -303,8 +359,10 @@ impl NodeIpam {
         let now = Instant::now();
         let store = self.open_store()?;
         let records = store.records()?;
+        let tunnel = tunnel_owner();
         let orphans: BTreeSet<IpAddr> = records
             .iter()
+            .filter(|record| record.owner != tunnel)
             .map(|record| record.ip)
             .filter(|ip| !pod_ips.contains(ip))
             .collect();

@@ -4,10 +4,11 @@
 //! Decisions:
 //! - A remote block (or podCIDR) is routed directly via the peer's address when its pool's
 //!   encapsulation is `None`, or `VXLANCrossSubnet` and the peer shares this node's subnet;
-//!   otherwise through the VXLAN device, via the peer's address as an on-link next hop. The VXLAN
-//!   device has no address of its own: the next hop is only a key for the neighbour entry
-//!   (peer address → peer VTEP MAC), and the FDB entry (peer VTEP MAC → peer address) tells the
-//!   device where to send the encapsulated frame. No pod address is spent on tunnels.
+//!   otherwise through the VXLAN device, via the peer's address as an on-link next hop: the next
+//!   hop is only a key for the neighbour entry (peer address → peer VTEP MAC), and the FDB entry
+//!   (peer VTEP MAC → peer address) tells the device where to send the encapsulated frame. The
+//!   device's own address (one address of the node's block, see `ipam`) is only the source of
+//!   what the node itself sends through the tunnel, so replies come back through it.
 //! - `None` across subnets cannot work without a router that knows the pod routes (weft does
 //!   not speak BGP): such blocks get no route and are counted as unreachable.
 //! - The node's own blocks get blackhole routes, so traffic to a free address of the node dies

@@ -126,6 +126,11 @@ async fn run_in_span(settings: RunSettings) -> Result<(), RunError> {
                 view.all_synced(),
             )
         };
+        // A new tunnel address must reach the VXLAN device: a routing pass.
+        if dataplane.tunnel != ipam.tunnel_address() {
+            dataplane.tunnel = ipam.tunnel_address();
+            applied = None;
+        }
         let full = applied.is_none() || facts.is_none() || Instant::now() >= next_resync;
         let scope = match applied {
             Some((routing, policy)) if !full => Scope {

@@ -65,6 +65,16 @@ async fn vxlan_cross_subnet_routes_directly_in_the_subnet_and_encapsulates_acros
     assert!(line(&d_block).contains("dev weft.vxlan") && line(&d_block).contains("onlink"));
     let own = nodes.nodes[0].first_block();
     assert!(routes.contains(&format!("blackhole {own}")), "{routes}");
+    // The node reaches a pod behind VXLAN through strict reverse-path filters: it sends from the
+    // tunnel address (an address of its own block), and the reply comes back through the tunnel.
+    let d = &nodes.pods[3];
+    let seen = tcp_probe_eventually(&nodes.nodes[0].netns, d.ip, 8080, 25)
+        .expect("node 0 reaches a pod on a node of the other subnet");
+    let own_block: ipnet::Ipv4Net = own.parse().unwrap();
+    assert!(
+        own_block.contains(&seen.parse::<std::net::Ipv4Addr>().unwrap()),
+        "node 0 sent from {seen}, not from its tunnel address in {own}"
+    );
     // The node reaches its own pods (kubelet probes).
     let node_seen = tcp_probe_eventually(&nodes.nodes[0].netns, a.ip, 8080, 5);
     assert_eq!(node_seen, Some(nodes.nodes[0].address.to_string()));

@@ -306,6 +306,11 @@ impl NodeCluster {
         let address = Ipv4Addr::new(10, underlay, subnet, 10 + index as u8);
         sh(&["ip", "netns", "add", &netns]);
         sh(&["ip", "-n", &netns, "link", "set", "lo", "up"]);
+        // Strict reverse-path filtering, as distributions set it on hosts.
+        for key in ["all", "default"] {
+            let setting = format!("net.ipv4.conf.{key}.rp_filter=1");
+            sh(&["ip", "netns", "exec", &netns, "sysctl", "-qw", &setting]);
+        }
         let port = format!("n{index}");
         sh(&[
             "ip",
