@@ -9,7 +9,9 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::view::{annotations, format_mac};
+use weft_cni::naming::format_mac;
+
+use crate::view::annotations;
 
 /// The field manager of the agent's writes.
 pub const FIELD_MANAGER: &str = "weft-agent";

@@ -169,20 +169,7 @@ pub fn stale_routes(current: &[KernelRoute], desired: &BTreeSet<KernelRoute>) ->
 /// The VXLAN device's MAC: a locally administered unicast address derived from the node name,
 /// so it survives restarts and re-creation without being stored anywhere.
 pub fn vtep_mac(node: &str) -> [u8; 6] {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in node.bytes().chain(*b"|vxlan") {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    let bytes = hash.to_be_bytes();
-    [
-        (bytes[0] & 0xfc) | 0x02,
-        bytes[1],
-        bytes[2],
-        bytes[3],
-        bytes[4],
-        bytes[5],
-    ]
+    weft_cni::naming::local_mac(&[node, "vxlan"])
 }
 
 #[cfg(test)]

@@ -166,13 +166,6 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
     bytes.try_into().ok()
 }
 
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 pub fn installation_view(installation: &Installation) -> Option<InstallationView> {
     let spec = &installation.spec;
     let network = spec.network.clone().unwrap_or_default();

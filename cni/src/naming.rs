@@ -19,7 +19,7 @@ pub const GATEWAY_V6: std::net::Ipv6Addr =
     std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
 
 /// FNV-1a, 64 bit: stable across builds and platforms, unlike the standard library's hasher.
-pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
+pub fn fnv1a(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for byte in part.bytes().chain(std::iter::once(0)) {
@@ -37,9 +37,9 @@ pub fn host_interface_name(attachment: &Attachment) -> String {
     format!("{HOST_PREFIX}{:011x}", hash & 0xfff_ffff_ffff)
 }
 
-/// A locally administered unicast MAC for the pod end.
-pub fn pod_mac(attachment: &Attachment) -> [u8; 6] {
-    let hash = fnv1a(&[&attachment.container_id, &attachment.ifname, "mac"]).to_be_bytes();
+/// A locally administered unicast MAC derived from `parts` (stable, so it needs no storing).
+pub fn local_mac(parts: &[&str]) -> [u8; 6] {
+    let hash = fnv1a(parts).to_be_bytes();
     [
         (hash[0] & 0xfc) | 0x02,
         hash[1],
@@ -48,6 +48,11 @@ pub fn pod_mac(attachment: &Attachment) -> [u8; 6] {
         hash[4],
         hash[5],
     ]
+}
+
+/// A locally administered unicast MAC for the pod end.
+pub fn pod_mac(attachment: &Attachment) -> [u8; 6] {
+    local_mac(&[&attachment.container_id, &attachment.ifname, "mac"])
 }
 
 pub fn format_mac(mac: &[u8]) -> String {
