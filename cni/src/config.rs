@@ -191,17 +191,18 @@ fn parse_valid_attachments(map: &Map<String, Value>) -> Result<Option<Vec<Attach
 /// Default pod MTU when neither the config nor the node state sets one.
 pub const DEFAULT_MTU: u32 = 1500;
 
-/// Reads an optional absolute path field (`key` is also its path in messages).
+/// Reads an optional absolute path field; `path` names it in messages.
 pub fn absolute_path(
     map: &Map<String, Value>,
     key: &str,
+    path: &str,
     default: &str,
 ) -> Result<std::path::PathBuf, CniError> {
-    match optional_str(map, key, key)? {
+    match optional_str(map, key, path)? {
         None => Ok(default.into()),
-        Some(path) if path.starts_with('/') => Ok(path.into()),
-        Some(path) => Err(CniError::invalid_config(format!(
-            "{key}: {path:?} must be an absolute path"
+        Some(file) if file.starts_with('/') => Ok(file.into()),
+        Some(file) => Err(CniError::invalid_config(format!(
+            "{path}: {file:?} must be an absolute path"
         ))),
     }
 }
@@ -277,7 +278,12 @@ impl PluginConf {
                 )));
             }
         };
-        let node_state_file = absolute_path(&map, "nodeStateFile", DEFAULT_NODE_STATE_FILE)?;
+        let node_state_file = absolute_path(
+            &map,
+            "nodeStateFile",
+            "nodeStateFile",
+            DEFAULT_NODE_STATE_FILE,
+        )?;
         Ok(Self {
             common,
             mtu,

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::range::{Range, RangeSet};
 use crate::config::{
-    CommonConf, json_kind, optional_object, optional_str, parse_object, required_str,
+    CommonConf, absolute_path, json_kind, optional_object, optional_str, parse_object, required_str,
 };
 use crate::error::{CniError, code};
 use crate::node_state::{DEFAULT_NODE_STATE_FILE, NodeState};
@@ -46,24 +46,13 @@ impl IpamConf {
         let ipam = optional_object(&map, "ipam", "ipam")?.ok_or_else(|| {
             CniError::invalid_config("ipam: required, an object with \"type\": \"weft-ipam\"")
         })?;
-        let data_dir = match optional_str(ipam, "dataDir", "ipam.dataDir")? {
-            None => PathBuf::from(DEFAULT_DATA_DIR),
-            Some(dir) if dir.starts_with('/') => PathBuf::from(dir),
-            Some(dir) => {
-                return Err(CniError::invalid_config(format!(
-                    "ipam.dataDir: {dir:?} must be an absolute path"
-                )));
-            }
-        };
-        let node_state_file = match optional_str(ipam, "nodeStateFile", "ipam.nodeStateFile")? {
-            None => PathBuf::from(DEFAULT_NODE_STATE_FILE),
-            Some(file) if file.starts_with('/') => PathBuf::from(file),
-            Some(file) => {
-                return Err(CniError::invalid_config(format!(
-                    "ipam.nodeStateFile: {file:?} must be an absolute path"
-                )));
-            }
-        };
+        let data_dir = absolute_path(ipam, "dataDir", "ipam.dataDir", DEFAULT_DATA_DIR)?;
+        let node_state_file = absolute_path(
+            ipam,
+            "nodeStateFile",
+            "ipam.nodeStateFile",
+            DEFAULT_NODE_STATE_FILE,
+        )?;
         let source = match optional_str(ipam, "mode", "ipam.mode")?.unwrap_or("host-local") {
             "host-local" => host_local_source(ipam, node_state_file)?,
             "pool" => {
