@@ -315,7 +315,7 @@ impl Dataplane {
             if Some(*address) != wanted {
                 let stale = ipnet::IpNet::V4(*address);
                 self.kernel
-                    .netlink(|netlink| nl::delete_address(netlink, index, stale))?;
+                    .netlink(|netlink| netlink.delete_address(index, stale))?;
             }
         }
         if let Some(address) = wanted.filter(|wanted| !present.contains(wanted)) {

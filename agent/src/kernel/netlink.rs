@@ -462,36 +462,6 @@ pub fn delete_entry(
     }
 }
 
-/// Deletes an address from a link (gone already is fine).
-pub fn delete_address(
-    netlink: &mut Netlink,
-    index: u32,
-    address: IpNet,
-) -> Result<(), NetlinkError> {
-    let mut message = AddressMessage::default();
-    message.header.family = match address {
-        IpNet::V4(_) => AddressFamily::Inet,
-        IpNet::V6(_) => AddressFamily::Inet6,
-    };
-    message.header.prefix_len = address.prefix_len();
-    message.header.index = index;
-    message
-        .attributes
-        .push(AddressAttribute::Local(address.addr()));
-    message
-        .attributes
-        .push(AddressAttribute::Address(address.addr()));
-    match netlink.acked(
-        RouteNetlinkMessage::DelAddress(message),
-        0,
-        "delete address",
-        &address.to_string(),
-    ) {
-        Err(error) if error.is_not_found() => Ok(()),
-        other => other,
-    }
-}
-
 /// Deletes a link by index (gone already is fine).
 pub fn delete_link(netlink: &mut Netlink, index: u32) -> Result<(), NetlinkError> {
     match netlink.delete_link(index) {

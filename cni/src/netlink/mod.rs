@@ -98,6 +98,21 @@ pub struct Route {
     pub oif: u32,
 }
 
+/// The message naming `address` (with its prefix length) on link `index`.
+fn address_message(index: u32, address: IpNet) -> AddressMessage {
+    let mut message = AddressMessage::default();
+    message.header.family = family_of(address.addr());
+    message.header.prefix_len = address.prefix_len();
+    message.header.index = index;
+    message
+        .attributes
+        .push(AddressAttribute::Local(address.addr()));
+    message
+        .attributes
+        .push(AddressAttribute::Address(address.addr()));
+    message
+}
+
 /// A blocking rtnetlink socket in the namespace of the thread that opened it.
 pub struct Netlink {
     socket: Socket,
@@ -210,16 +225,7 @@ impl Netlink {
 
     /// Adds an address (with its prefix length) to a link.
     pub fn add_address(&mut self, index: u32, address: IpNet) -> Result<(), NetlinkError> {
-        let mut message = AddressMessage::default();
-        message.header.family = family_of(address.addr());
-        message.header.prefix_len = address.prefix_len();
-        message.header.index = index;
-        message
-            .attributes
-            .push(AddressAttribute::Local(address.addr()));
-        message
-            .attributes
-            .push(AddressAttribute::Address(address.addr()));
+        let mut message = address_message(index, address);
         if address.addr().is_ipv6() {
             // A pod address is unique by allocation; waiting for duplicate detection would only
             // leave it unusable for the first second.
@@ -233,6 +239,19 @@ impl Netlink {
             "add address",
             &address.to_string(),
         )
+    }
+
+    /// Removes an address from a link; an address already gone is not an error.
+    pub fn delete_address(&mut self, index: u32, address: IpNet) -> Result<(), NetlinkError> {
+        match self.acked(
+            RouteNetlinkMessage::DelAddress(address_message(index, address)),
+            0,
+            "delete address",
+            &address.to_string(),
+        ) {
+            Err(error) if error.is_not_found() => Ok(()),
+            other => other,
+        }
     }
 
     /// The addresses configured on a link.
