@@ -104,14 +104,14 @@ impl Collector {
     }
 
     async fn announce(&self, block: &IpamBlock) {
-        let pool = IpPool::new(&block.spec.pool, Default::default());
-        let mut reference = pool.object_ref(&());
-        if let Ok(Some(live)) = Api::<IpPool>::all(self.client.clone())
+        // The Event is about the live pool (with its uid) when it still exists.
+        let reference = match Api::<IpPool>::all(self.client.clone())
             .get_opt(&block.spec.pool)
             .await
         {
-            reference = live.object_ref(&());
-        }
+            Ok(Some(live)) => live.object_ref(&()),
+            _ => IpPool::new(&block.spec.pool, Default::default()).object_ref(&()),
+        };
         let event = Event {
             type_: EventType::Normal,
             reason: "BlockReleased".into(),

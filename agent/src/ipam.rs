@@ -236,16 +236,9 @@ impl NodeIpam {
         inputs: &Inputs,
         state: &mut NodeState,
     ) -> Result<(), IpamError> {
-        let records = self.open_store()?.records()?;
-        let used_in = |block: &Ipv4Net| {
-            records
-                .iter()
-                .filter(|record| match record.ip {
-                    IpAddr::V4(ip) => block.contains(&ip),
-                    IpAddr::V6(_) => false,
-                })
-                .count()
-        };
+        // Addresses in use per held block, counted once per step.
+        let used = records_by_block(&self.open_store()?.records()?, inputs);
+        let used_in = |block: &Ipv4Net| used.get(block).copied().unwrap_or(0);
         let mut usable: Vec<Ipv4Net> = inputs
             .held
             .iter()
@@ -286,11 +279,10 @@ impl NodeIpam {
                 exhausted.join("; ")
             });
         }
-        self.release_empty(inputs, &mut usable, &records_by_block(&records, inputs))
-            .await?;
+        self.release_empty(inputs, &mut usable, &used).await?;
         usable.sort();
         state.blocks = usable.iter().map(|block| IpNet::V4(*block)).collect();
-        self.record_metrics(inputs, &records);
+        self.record_metrics(inputs, &used);
         Ok(())
     }
 
@@ -382,16 +374,12 @@ impl NodeIpam {
         Ok(())
     }
 
-    fn record_metrics(&self, inputs: &Inputs, records: &[weft_cni::ipam::store::Record]) {
+    fn record_metrics(&self, inputs: &Inputs, used: &BTreeMap<Ipv4Net, usize>) {
         let mut blocks: BTreeMap<&str, i64> = BTreeMap::new();
         let mut addresses: BTreeMap<&str, i64> = BTreeMap::new();
         for (cidr, (pool, _)) in &inputs.held {
             *blocks.entry(pool).or_default() += 1;
-            let used = records
-                .iter()
-                .filter(|record| matches!(record.ip, IpAddr::V4(ip) if cidr.contains(&ip)))
-                .count();
-            *addresses.entry(pool).or_default() += used as i64;
+            *addresses.entry(pool).or_default() += used.get(cidr).copied().unwrap_or(0) as i64;
         }
         for (pool, count) in blocks {
             self.metrics
