@@ -44,6 +44,12 @@ echo "images: static binaries built in $((SECONDS - started))s" >&2
 # The Docker CLI may lack buildx; the classic builder handles this Dockerfile.
 docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
 build_args=(--build-arg "VERSION=$version" --build-arg "TARGET_DIR=$target_dir/$musl/release")
+if [[ " ${wanted[*]} " == *" agent "* ]]; then
+  # portmap (hostPorts) from the CNI plugins' Go module, staged where .dockerignore lets it in.
+  mkdir -p "$target_dir/cni-plugins"
+  cp "$(bash e2e/kind/build-bins.sh portmap | tail -n 1)/portmap" "$target_dir/cni-plugins/portmap"
+  build_args+=(--build-arg "CNI_PLUGINS_DIR=$target_dir/cni-plugins")
+fi
 for w in "${wanted[@]}"; do
   image="$registry/weft-$w:$version"
   # the nft stage's base: the local Debian rootfs (the default would be pulled)

@@ -8,6 +8,12 @@
 //! The conflist is the operator's, checked by the plugin's own parsers before anything is
 //! written; install-cni only adds the paths of this node's state (the node state file and the
 //! allocation store) when the conflist does not set them.
+//!
+//! Other plugins the conflist chains (`portmap` for hostPorts) are installed from the plugin
+//! directory when it carries them, so their version matches the conflist's `cniVersion`; one
+//! already on the host is used when the image has none, and a chained plugin found in neither
+//! place fails the install before anything is written. `uninstall-cni` leaves those standard
+//! plugins in place: other networks on the node may chain them too.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -123,6 +129,29 @@ pub fn prepare_conflist(text: &str, paths: &CniPaths) -> Result<String, InstallE
     Ok(serde_json::to_string_pretty(&conflist).unwrap_or_default() + "\n")
 }
 
+/// The plugins other than weft's own that `conflist` chains, with their index in `plugins`.
+fn chained_plugins(conflist: &str) -> Result<Vec<(usize, String)>, InstallError> {
+    let conflist: Value = serde_json::from_str(conflist).unwrap_or_default();
+    let plugins = conflist["plugins"].as_array().cloned().unwrap_or_default();
+    let mut chained = Vec::new();
+    for (index, plugin) in plugins.iter().enumerate() {
+        let Some(name) = plugin.get("type").and_then(Value::as_str) else {
+            return Err(InstallError::Config(format!(
+                "plugins[{index}].type: required, the plugin's binary name"
+            )));
+        };
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(InstallError::Config(format!(
+                "plugins[{index}].type: {name:?} must be a file name in the CNI bin directory"
+            )));
+        }
+        if !PLUGIN_BINARIES.contains(&name) {
+            chained.push((index, name.to_owned()));
+        }
+    }
+    Ok(chained)
+}
+
 /// Writes `bytes` to `target` through a temporary file and a rename, unless it already holds
 /// them. Returns whether the file changed.
 pub fn write_atomically(target: &Path, bytes: &[u8], mode: u32) -> Result<bool, InstallError> {
@@ -163,6 +192,19 @@ pub fn install(paths: &CniPaths, network_config: &str) -> Result<Vec<PathBuf>, I
             paths.bin_dir.join(name),
             std::fs::read(&source).map_err(io_error(&source))?,
         ));
+    }
+    for (index, name) in chained_plugins(&conflist)? {
+        let source = paths.source_dir.join(&name);
+        let target = paths.bin_dir.join(&name);
+        if source.is_file() {
+            binaries.push((target, std::fs::read(&source).map_err(io_error(&source))?));
+        } else if !target.is_file() {
+            return Err(InstallError::Config(format!(
+                "plugins[{index}]: plugin {name:?} is in neither {} nor {}",
+                paths.source_dir.display(),
+                paths.bin_dir.display()
+            )));
+        }
     }
     let mut changed = Vec::new();
     for (target, bytes) in binaries {
@@ -279,5 +321,52 @@ mod tests {
         uninstall(&paths).unwrap();
         assert!(!paths.conflist().exists() && !paths.bin_dir.join("weft").exists());
         uninstall(&paths).unwrap();
+    }
+
+    const WITH_PORTMAP: &str = r#"{"cniVersion": "1.1.0", "name": "weft", "plugins": [
+        {"type": "weft", "ipam": {"type": "weft-ipam", "mode": "pool"}},
+        {"type": "portmap", "snat": true, "capabilities": {"portMappings": true}}]}"#;
+
+    #[test]
+    fn chained_plugins_come_from_the_image_or_the_host_and_stay_on_uninstall() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths(dir.path());
+        std::fs::create_dir_all(&paths.source_dir).unwrap();
+        for name in PLUGIN_BINARIES {
+            std::fs::write(paths.source_dir.join(name), name).unwrap();
+        }
+        let error = install(&paths, WITH_PORTMAP).unwrap_err().to_string();
+        assert!(
+            error.contains(r#"plugins[1]: plugin "portmap" is in neither"#),
+            "{error}"
+        );
+        assert!(!paths.bin_dir.exists() && !paths.conf_dir.exists());
+
+        // The host's own portmap is used when the image carries none ...
+        std::fs::create_dir_all(&paths.bin_dir).unwrap();
+        std::fs::write(paths.bin_dir.join("portmap"), "host").unwrap();
+        assert_eq!(install(&paths, WITH_PORTMAP).unwrap().len(), 3);
+        assert_eq!(
+            std::fs::read(paths.bin_dir.join("portmap")).unwrap(),
+            b"host"
+        );
+        // ... and replaced by the image's, whose version matches the conflist.
+        std::fs::write(paths.source_dir.join("portmap"), "image").unwrap();
+        let changed = install(&paths, WITH_PORTMAP).unwrap();
+        assert_eq!(changed, vec![paths.bin_dir.join("portmap")]);
+
+        uninstall(&paths).unwrap();
+        assert!(!paths.bin_dir.join("weft").exists());
+        assert_eq!(
+            std::fs::read(paths.bin_dir.join("portmap")).unwrap(),
+            b"image"
+        );
+
+        let bad = WITH_PORTMAP.replace(r#""type": "portmap""#, r#""type": "../portmap""#);
+        let error = install(&paths, &bad).unwrap_err().to_string();
+        assert!(
+            error.contains("plugins[1].type: \"../portmap\" must be a file name"),
+            "{error}"
+        );
     }
 }

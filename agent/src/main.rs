@@ -46,7 +46,8 @@ struct CniArgs {
     /// The agent's state directory on the host (node state file, allocation store).
     #[arg(long, env = "WEFT_STATE_DIR", default_value = "/var/lib/weft")]
     state_dir: PathBuf,
-    /// Where the `weft` and `weft-ipam` binaries to install are (default: next to weft-agent).
+    /// Where the plugin binaries to install are: `weft`, `weft-ipam` and the standard plugins the
+    /// conflist chains, such as `portmap` (default: next to weft-agent).
     #[arg(long, env = "WEFT_PLUGIN_DIR")]
     plugin_dir: Option<PathBuf>,
 }

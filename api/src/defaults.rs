@@ -103,6 +103,7 @@ pub fn defaults(spec: &InstallationSpec, facts: &ClusterFacts) -> ComputedInstal
         network: ComputedNetwork {
             mtu: network.mtu,
             linux_dataplane: network.linux_dataplane.unwrap_or_default(),
+            host_ports: network.host_ports.unwrap_or_default(),
             ip_pools,
             node_address_autodetection_v4: network
                 .node_address_autodetection_v4

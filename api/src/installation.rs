@@ -173,6 +173,10 @@ pub struct NetworkSpec {
     /// The Linux dataplane (Nftables, the only one today).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linux_dataplane: Option<LinuxDataplane>,
+    /// Whether pods' `hostPort`s are served (default Enabled): the conflist then chains the
+    /// standard `portmap` plugin, which the node agent installs beside weft's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ports: Option<HostPorts>,
     /// Pools the operator creates and owns; absent means one default pool (with Weft IPAM).
     #[schemars(length(max = 16))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
@@ -190,6 +194,14 @@ pub struct NetworkSpec {
 pub enum LinuxDataplane {
     #[default]
     Nftables,
+}
+
+/// Whether `hostPort`s of pods are mapped on their node.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum HostPorts {
+    #[default]
+    Enabled,
+    Disabled,
 }
 
 /// An IP pool the operator keeps in sync with this Installation.

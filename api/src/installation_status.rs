@@ -11,8 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::installation::{
-    CniType, ComponentResource, ImagePullPolicy, IpamType, KubernetesProvider, LinuxDataplane,
-    LogLevel, NodeAddressAutodetection,
+    CniType, ComponentResource, HostPorts, ImagePullPolicy, IpamType, KubernetesProvider,
+    LinuxDataplane, LogLevel, NodeAddressAutodetection,
 };
 use crate::ippool::{Encapsulation, NatOutgoing};
 
@@ -104,6 +104,7 @@ pub struct ComputedNetwork {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<i32>,
     pub linux_dataplane: LinuxDataplane,
+    pub host_ports: HostPorts,
     /// Pools to keep in sync (empty with HostLocal IPAM or an External CNI).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip_pools: Vec<ComputedIpPool>,

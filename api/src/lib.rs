@@ -19,9 +19,9 @@ pub mod policy_values;
 pub use crds::crds;
 pub use defaults::{ClusterFacts, defaults, kubeadm_pod_subnet};
 pub use installation::{
-    CniSpec, CniType, ComponentName, ComponentResource, INSTALLATION_NAME, ImagePullPolicy,
-    Installation, InstallationIpPool, InstallationSpec, IpamSpec, IpamType, KubernetesProvider,
-    LinuxDataplane, LogLevel, Logging, NetworkSpec, NodeAddressAutodetection,
+    CniSpec, CniType, ComponentName, ComponentResource, HostPorts, INSTALLATION_NAME,
+    ImagePullPolicy, Installation, InstallationIpPool, InstallationSpec, IpamSpec, IpamType,
+    KubernetesProvider, LinuxDataplane, LogLevel, Logging, NetworkSpec, NodeAddressAutodetection,
 };
 pub use installation_status::{
     ComponentStatus, ComputedCni, ComputedInstallation, ComputedIpPool, ComputedNetwork,

@@ -46,10 +46,19 @@ pub fn in_netns(command: &mut Command, netns: &str) -> std::fs::File {
     file
 }
 
-/// The conflist the operator renders for the default Installation.
+/// The conflist the operator renders for the default Installation, without hostPorts: the
+/// chained `portmap` comes from the agent image, which these nodes do not use (the kind suite
+/// covers hostPorts on real nodes).
 pub fn rendered_conflist() -> String {
     let facts = weft_operator::prepare::offline_facts();
-    let computed = weft_api::defaults(&Default::default(), &facts);
+    let spec = weft_api::InstallationSpec {
+        network: Some(weft_api::NetworkSpec {
+            host_ports: Some(weft_api::HostPorts::Disabled),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let computed = weft_api::defaults(&spec, &facts);
     weft_operator::render::conflist(&computed)
 }
 

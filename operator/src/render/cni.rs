@@ -1,15 +1,16 @@
 //! ConfigMap `weft-cni-config`: the CNI network configuration list the node agent's `install-cni`
 //! step writes into the host's CNI config directory. Plugin `weft` (pod interface, MTU) with
 //! IPAM `weft-ipam`: `"mode": "pool"` takes addresses from the node's IP pool blocks,
-//! `"mode": "host-local"` from the node's `spec.podCIDR`. Every field here is one the plugins
-//! read; install-cni adds only the paths of the node's state (node state file, allocation
-//! store), which default to /var/lib/weft on a node.
+//! `"mode": "host-local"` from the node's `spec.podCIDR`; with `hostPorts: Enabled` the standard
+//! `portmap` plugin is chained after it (the agent image carries it and install-cni installs
+//! it). Every field here is one the plugins read; install-cni adds only the paths of the node's
+//! state (node state file, allocation store), which default to /var/lib/weft on a node.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
-use weft_api::{ComputedInstallation, IpamType};
+use weft_api::{ComputedInstallation, HostPorts, IpamType};
 
 use super::Meta;
 
@@ -37,10 +38,19 @@ pub fn conflist(computed: &ComputedInstallation) -> String {
     if let (Some(mtu), Some(fields)) = (computed.network.mtu, plugin.as_object_mut()) {
         fields.insert("mtu".into(), json!(mtu));
     }
+    let mut plugins = vec![plugin];
+    if computed.network.host_ports == HostPorts::Enabled {
+        // SNAT makes a hostPort reachable from the node itself (localhost and its own address).
+        plugins.push(json!({
+            "type": "portmap",
+            "snat": true,
+            "capabilities": {"portMappings": true},
+        }));
+    }
     let config = json!({
         "cniVersion": "1.1.0",
         "name": "weft",
-        "plugins": [plugin],
+        "plugins": plugins,
     });
     // A json! value always serializes.
     serde_json::to_string_pretty(&config).unwrap_or_default() + "\n"
