@@ -24,14 +24,14 @@ const STUCK_WAITING: [&str; 7] = [
 ];
 
 /// What keeps `pod` from running, if anything recognisable: `pod weft-system/x on node n:
-/// container c: ImagePullBackOff (message)`.
+/// container c: ImagePullBackOff (message)`, or `pod weft-system/x (not scheduled):
+/// unschedulable (the scheduler's message)`.
 pub fn pod_problem(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
-    let node = pod
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.node_name.clone())
-        .unwrap_or_else(|| "(none)".into());
+    let place = match pod.spec.as_ref().and_then(|spec| spec.node_name.as_deref()) {
+        Some(node) => format!("on node {node}"),
+        None => "(not scheduled)".to_owned(),
+    };
     let unschedulable = status.conditions.iter().flatten().find(|condition| {
         condition.type_ == "PodScheduled"
             && condition.status == "False"
@@ -50,7 +50,7 @@ pub fn pod_problem(pod: &Pod) -> Option<String> {
             .find_map(container_problem),
     }?;
     Some(format!(
-        "pod {}/{} on node {node}: {problem}",
+        "pod {}/{} {place}: {problem}",
         pod.namespace().unwrap_or_default(),
         pod.name_any()
     ))
@@ -69,13 +69,11 @@ fn container_problem(container: &ContainerStatus) -> Option<String> {
         && let Some(reason) = waiting.reason.as_deref()
         && STUCK_WAITING.contains(&reason)
     {
-        let oom = last_oom(container)
-            .map(|_| ", last terminated: OOMKilled")
-            .unwrap_or_default();
         return Some(format!(
-            "container {}: {reason}{}{oom}",
+            "container {}: {reason}{}{}",
             container.name,
-            with_detail(waiting.message.as_deref())
+            with_detail(waiting.message.as_deref()),
+            last_termination(container)
         ));
     }
     let terminated = state.and_then(|state| state.terminated.as_ref());
@@ -93,6 +91,29 @@ fn container_problem(container: &ContainerStatus) -> Option<String> {
 fn last_oom(container: &ContainerStatus) -> Option<()> {
     let terminated = container.last_state.as_ref()?.terminated.as_ref()?;
     (terminated.reason.as_deref() == Some("OOMKilled")).then_some(())
+}
+
+/// How the container's previous run ended, for a crash loop: `, last terminated: StartError
+/// (exit 128: <runtime message>)`. Long runtime messages are cut.
+fn last_termination(container: &ContainerStatus) -> String {
+    const MAX_MESSAGE: usize = 160;
+    let Some(terminated) = container
+        .last_state
+        .as_ref()
+        .and_then(|state| state.terminated.as_ref())
+    else {
+        return String::new();
+    };
+    let reason = terminated.reason.as_deref().unwrap_or("Error");
+    let mut detail = format!("exit {}", terminated.exit_code);
+    if let Some(message) = terminated.message.as_deref().map(str::trim)
+        && !message.is_empty()
+    {
+        let cut: String = message.chars().take(MAX_MESSAGE).collect();
+        let ellipsis = if cut.len() < message.len() { "..." } else { "" };
+        detail.push_str(&format!(": {cut}{ellipsis}"));
+    }
+    format!(", last terminated: {reason} ({detail})")
 }
 
 /// The problems of the pods of workload `name` (selector labels) in `weft-system`, at most
@@ -195,9 +216,33 @@ mod tests {
         assert_eq!(
             pod_problem(&pending).as_deref(),
             Some(
-                "pod weft-system/weft-node-abcde on node (none): unschedulable (0/3 nodes are \
+                "pod weft-system/weft-node-abcde (not scheduled): unschedulable (0/3 nodes are \
                  available: 3 node(s) didn't match Pod's node affinity.)"
             )
+        );
+    }
+
+    #[test]
+    fn a_crash_loop_says_how_the_last_run_ended() {
+        let long = "failed to create shim task: ".repeat(10);
+        let crashing = pod(
+            json!({"containerStatuses": [{"name": "weft-agent", "image": "i",
+            "imageID": "", "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 128, "reason": "StartError",
+                "message": long}}}]}),
+        );
+        let problem = pod_problem(&crashing).unwrap();
+        assert!(
+            problem.contains(
+                "container weft-agent: CrashLoopBackOff, last terminated: StartError \
+                 (exit 128: failed to create shim task: "
+            ),
+            "{problem}"
+        );
+        assert!(
+            problem.ends_with("...)") && problem.len() < 300,
+            "{problem}"
         );
     }
 

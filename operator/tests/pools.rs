@@ -283,7 +283,7 @@ async fn unschedulable_pods_are_named_in_the_status(client: &Client) -> anyhow::
     .await?;
     let message = component_message(&stuck, "controllers");
     assert!(
-        message.contains("on node (none): unschedulable ("),
+        message.contains(" (not scheduled): unschedulable ("),
         "the message says why: {message}"
     );
     apply_installation(client, json!({"network": {"ipPools": pools}})).await?;
