@@ -16,6 +16,7 @@ pub mod binaries;
 mod cluster;
 mod crds;
 pub mod helm;
+pub mod kind_suite;
 pub mod node_runner;
 mod pki;
 mod ports;

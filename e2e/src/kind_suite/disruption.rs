@@ -1,0 +1,327 @@
+//! The dataplane through disruption on real nodes.
+//!
+//! - **Rolling update**: a TCP stream between pods on nodes of different subnets (so through
+//!   `weft.vxlan`) runs while the weft-node DaemonSet rolls to another image; every agent pod is
+//!   replaced, and the stream must see no reset, no lost or reordered echo, and no stall.
+//! - **Worker deletion**: a worker's container is stopped and its Node deleted; the other nodes
+//!   drop their routes to its blocks, and weft's controllers release its blocks after their grace
+//!   period (`BlockReleased`).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use serde_json::json;
+use weft_api::IpamBlock;
+
+use super::{Suite, poll, run};
+
+const NAMESPACE: &str = "weft-disruption";
+const PORT: u16 = 9000;
+/// Longest wait for one echo before the stream counts as broken.
+const STALL_SECONDS: u32 = 5;
+
+/// A line echo server: one process per connection.
+const SERVER: &str = r#"
+use IO::Socket::INET; $SIG{CHLD} = 'IGNORE';
+my $listener = IO::Socket::INET->new(LocalPort => $ARGV[0], Listen => 16, ReuseAddr => 1) or die "listen: $!";
+while (my $conn = $listener->accept) {
+  next if fork;
+  $conn->autoflush(1);
+  while (my $line = <$conn>) { print $conn $line }
+  exit 0;
+}
+"#;
+
+/// Sends a numbered line every 50 ms over one connection and expects it back, until
+/// /tmp/stop exists; prints `STREAM OK` with the count and the slowest round trip, or
+/// `STREAM BROKEN` naming what broke (bash: the image's perl lacks Time::HiRes).
+const CLIENT: &str = r#"
+host=$1 port=$2 stall=$3
+exec 3<>"/dev/tcp/$host/$port" || { echo "STREAM BROKEN: connect to $host:$port failed"; exit 1; }
+echo CONNECTED
+n=0 slowest=0
+until [ -e /tmp/stop ]; do
+  sent=${EPOCHREALTIME/./}
+  echo "$n" >&3 || { echo "STREAM BROKEN: write of $n failed"; exit 1; }
+  read -r -t "$stall" line <&3; status=$?
+  if [ $status -gt 128 ]; then echo "STREAM BROKEN: no echo of $n within $stall s"; exit 1; fi
+  if [ $status -ne 0 ]; then echo "STREAM BROKEN: connection closed or reset at $n"; exit 1; fi
+  [ "$line" = "$n" ] || { echo "STREAM BROKEN: sent $n, got $line"; exit 1; }
+  took=$(( ${EPOCHREALTIME/./} - sent ))
+  [ $took -gt $slowest ] && slowest=$took
+  n=$((n + 1))
+  sleep 0.05
+done
+echo "STREAM OK $n round trips, slowest $((slowest / 1000)) ms"
+"#;
+
+/// A pod on `node` running `script` with `interpreter` (`perl -e` or `bash -c`; bash's first
+/// argument after the script is `$0`).
+fn script_pod(
+    suite: &Suite,
+    name: &str,
+    node: &str,
+    interpreter: [&str; 2],
+    args: Vec<String>,
+) -> anyhow::Result<Pod> {
+    let mut command: Vec<String> = interpreter.iter().map(|part| (*part).to_owned()).collect();
+    command.extend(args);
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": name}},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": name, "image": suite.agnhost, "imagePullPolicy": "IfNotPresent",
+                "command": command,
+                "readinessProbe": if name == "server" {
+                    json!({"tcpSocket": {"port": PORT}, "periodSeconds": 1})
+                } else { json!(null) },
+            }],
+        },
+    }))?)
+}
+
+async fn fresh_namespace(suite: &Suite) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(suite.client.clone());
+    if namespaces.get_opt(NAMESPACE).await?.is_some() {
+        let _ = namespaces.delete(NAMESPACE, &DeleteParams::default()).await;
+        poll("old namespace gone", Duration::from_secs(120), || async {
+            Ok(match namespaces.get_opt(NAMESPACE).await? {
+                None => Ok(()),
+                Some(_) => Err("terminating".to_owned()),
+            })
+        })
+        .await?;
+    }
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    Ok(())
+}
+
+async fn logs(pods: &Api<Pod>, name: &str) -> String {
+    pods.logs(name, &LogParams::default())
+        .await
+        .unwrap_or_default()
+}
+
+/// The weft-node pods' UIDs once the DaemonSet has rolled out every pod of its current
+/// generation and all are available.
+async fn rolled_out(suite: &Suite, after_generation: i64) -> anyhow::Result<BTreeSet<String>> {
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(suite.client.clone(), "weft-system");
+    poll("weft-node rolled out", Duration::from_secs(300), || async {
+        let daemon_set = daemon_sets.get("weft-node").await?;
+        let generation = daemon_set.metadata.generation.unwrap_or_default();
+        let status = daemon_set.status.clone().unwrap_or_default();
+        let done = generation > after_generation
+            && status.observed_generation == Some(generation)
+            && status.updated_number_scheduled == Some(status.desired_number_scheduled)
+            && status.number_available == Some(status.desired_number_scheduled);
+        if !done {
+            return Ok(Err(format!(
+                "generation {generation}, updated {:?}/{}, available {:?}",
+                status.updated_number_scheduled,
+                status.desired_number_scheduled,
+                status.number_available
+            )));
+        }
+        Ok(Ok(node_agent_pods(suite).await?))
+    })
+    .await
+}
+
+async fn node_agent_pods(suite: &Suite) -> anyhow::Result<BTreeSet<String>> {
+    let pods: Api<Pod> = Api::namespaced(suite.client.clone(), "weft-system");
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=weft-node"))
+        .await?;
+    Ok(list.items.iter().filter_map(|pod| pod.uid()).collect())
+}
+
+/// Rolls the weft-node DaemonSet to the images under `rollout_registry` (already on every
+/// node) while a cross-subnet TCP stream runs, then back; returns the report line.
+pub async fn rolling_update(suite: &Suite, rollout_registry: &str) -> anyhow::Result<String> {
+    suite.wait_available(Duration::from_secs(180)).await?;
+    fresh_namespace(suite).await?;
+    let workers = suite.workers();
+    let (client_node, server_node) = (&workers[0], &workers[1]);
+    let pods: Api<Pod> = Api::namespaced(suite.client.clone(), NAMESPACE);
+    let server = script_pod(
+        suite,
+        "server",
+        server_node,
+        ["perl", "-e"],
+        vec![SERVER.into(), PORT.to_string()],
+    )?;
+    pods.create(&PostParams::default(), &server).await?;
+    let server = suite.wait_pod_ready(NAMESPACE, "server").await?;
+    let server_ip = server
+        .status
+        .and_then(|status| status.pod_ip)
+        .context("the server pod has no IP")?;
+    let client = script_pod(
+        suite,
+        "client",
+        client_node,
+        ["bash", "-c"],
+        vec![
+            CLIENT.into(),
+            "client".into(),
+            server_ip.clone(),
+            PORT.to_string(),
+            STALL_SECONDS.to_string(),
+        ],
+    )?;
+    pods.create(&PostParams::default(), &client).await?;
+    poll("stream connected", Duration::from_secs(120), || async {
+        let text = logs(&pods, "client").await;
+        Ok(if text.contains("CONNECTED") {
+            Ok(())
+        } else {
+            Err(text)
+        })
+    })
+    .await?;
+
+    let before = node_agent_pods(suite).await?;
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(suite.client.clone(), "weft-system");
+    let generation = daemon_sets
+        .get("weft-node")
+        .await?
+        .metadata
+        .generation
+        .unwrap_or_default();
+    let started = Instant::now();
+    suite
+        .patch_spec(json!({"registry": rollout_registry}))
+        .await?;
+    let after = rolled_out(suite, generation).await?;
+    let rollout = started.elapsed();
+    if !before.is_disjoint(&after) {
+        bail!("the rollout kept agent pods: before {before:?}, after {after:?}");
+    }
+    // A little more traffic over the new agents before the stream ends.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    run(Command::new("kubectl").args([
+        "exec",
+        "-n",
+        NAMESPACE,
+        "client",
+        "--",
+        "touch",
+        "/tmp/stop",
+    ]))?;
+    let finished = poll("client finished", Duration::from_secs(60), || async {
+        let pod = pods.get("client").await?;
+        let phase = pod
+            .status
+            .and_then(|status| status.phase)
+            .unwrap_or_default();
+        Ok(match phase.as_str() {
+            "Succeeded" | "Failed" => Ok(phase),
+            _ => Err(phase),
+        })
+    })
+    .await?;
+    let text = logs(&pods, "client").await;
+    let verdict = text
+        .lines()
+        .find(|line| line.starts_with("STREAM"))
+        .unwrap_or("no verdict")
+        .to_owned();
+    if finished != "Succeeded" || !verdict.starts_with("STREAM OK") {
+        bail!("rolling update broke the stream {client_node} -> {server_node}: {verdict}");
+    }
+    suite.patch_spec(json!({"registry": null})).await?;
+    suite.wait_available(Duration::from_secs(300)).await?;
+    let namespaces: Api<Namespace> = Api::all(suite.client.clone());
+    namespaces
+        .delete(NAMESPACE, &DeleteParams::default())
+        .await?;
+    Ok(format!(
+        "PASS rolling update of {} agent pods in {:.0}s, stream {client_node} -> {server_node} ({server_ip}:{PORT}): {verdict}",
+        after.len(),
+        rollout.as_secs_f64()
+    ))
+}
+
+/// Stops the last worker and deletes its Node; the others must drop their routes to its blocks
+/// and the controllers must release them. Returns the report line.
+pub async fn worker_deletion(suite: &Suite) -> anyhow::Result<String> {
+    let workers = suite.workers();
+    let gone = workers.last().context("no workers")?.clone();
+    let blocks: Api<IpamBlock> = Api::all(suite.client.clone());
+    let owned: Vec<String> = blocks
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|block| block.spec.node == gone)
+        .map(|block| block.spec.cidr)
+        .collect();
+    if owned.is_empty() {
+        bail!("{gone} holds no IPAM block to release");
+    }
+    run(Command::new("docker").args(["stop", "--time", "5", &gone]))?;
+    let nodes: Api<Node> = Api::all(suite.client.clone());
+    nodes.delete(&gone, &DeleteParams::default()).await?;
+    let deleted = Instant::now();
+
+    for peer in &workers[..workers.len() - 1] {
+        poll(
+            &format!("{peer} drops the routes to {gone}'s blocks"),
+            Duration::from_secs(60),
+            || async {
+                let routes = run(Command::new("docker").args(["exec", peer, "ip", "-4", "route"]))?;
+                let left: Vec<&String> = owned
+                    .iter()
+                    .filter(|cidr| routes.contains(cidr.as_str()))
+                    .collect();
+                Ok(if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("still routed: {left:?}"))
+                })
+            },
+        )
+        .await?;
+    }
+    let routes_gone = deleted.elapsed();
+
+    // The controllers keep a deleted node's blocks for WEFT_BLOCK_RELEASE_SECONDS (300 s).
+    poll(
+        &format!("{gone}'s blocks released"),
+        Duration::from_secs(480),
+        || async {
+            let left: Vec<String> = blocks
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|block| block.spec.node == gone)
+                .map(|block| block.spec.cidr)
+                .collect();
+            Ok(if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            })
+        },
+    )
+    .await?;
+    Ok(format!(
+        "PASS worker {gone} deleted: routes to its blocks {owned:?} gone from the other workers after {:.1}s, blocks released after {:.0}s",
+        routes_gone.as_secs_f64(),
+        deleted.elapsed().as_secs_f64()
+    ))
+}
