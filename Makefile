@@ -5,7 +5,7 @@ DEBIAN_PACKAGES := nftables iproute2 containernetworking-plugins ethtool iputils
 CONTROL_PLANE_BIN = $(shell bash e2e/scripts/build-control-plane.sh 2>/dev/null | tail -n 1)
 
 .PHONY: all demo test unit lint fmt crds control-plane helm packages cluster-up cluster-down bench
-.PHONY: docker images node-image e2e-up e2e-down e2e e2e-netpol check
+.PHONY: docker images node-image e2e-up e2e-down e2e e2e-netpol check kind-test conformance
 
 all: lint test
 
@@ -14,9 +14,11 @@ all: lint test
 demo: control-plane
 	$(CARGO) run --quiet -p weft-e2e --bin weft-demo
 
-## test: every test, unit and integration, on the real control plane and real network namespaces.
+## test: every test: unit and integration on the real control plane and real network namespaces,
+## then the real-node suite on a kind cluster (kind-test).
 test: packages control-plane helm
 	$(CARGO) test --workspace --all-targets --no-fail-fast
+	@$(MAKE) --no-print-directory kind-test
 
 ## control-plane: build the pinned Kubernetes binaries (once per version) into target/k8s/.
 control-plane:
@@ -58,7 +60,12 @@ cluster-up: control-plane
 cluster-down:
 	$(CARGO) run --quiet -p weft-e2e --bin local-cluster -- down
 
-## Real nodes (kind), built without a registry: see e2e/kind/README.md. Not part of `make test`.
+## Real nodes (kind), built without a registry: see e2e/kind/README.md.
+## kind-test: a fresh kind cluster with weft, `weftctl check`, the upstream NetworkPolicy suite,
+## the status diagnosis and disruption checks, then the cluster is removed (part of `make test`).
+kind-test: control-plane
+	@bash e2e/kind/suite.sh
+
 ## docker: install Docker when missing and start dockerd (no masquerading; runc wrapper if needed).
 docker:
 	@bash e2e/kind/docker.sh up
@@ -88,3 +95,7 @@ e2e:
 
 e2e-netpol:
 	@bash e2e/kind/conformance.sh netpol
+
+## conformance: the upstream [sig-network] [Conformance] tests on the e2e cluster (make e2e-up first).
+conformance:
+	@bash e2e/kind/conformance.sh sig-network

@@ -13,6 +13,10 @@ root_dir=$(cd "$e2e_dir/.." && pwd)
 source "$kind_dir/cluster.env"
 log() { echo "e2e-up: $*" >&2; }
 started=$SECONDS
+case "${WEFT_E2E_INSTALL:-kustomize}" in
+  kustomize|helm) ;;
+  *) log "WEFT_E2E_INSTALL=${WEFT_E2E_INSTALL}: allowed are kustomize (default) and helm"; exit 2 ;;
+esac
 
 bash "$kind_dir/docker.sh" up
 bin=$(bash "$kind_dir/build-bins.sh" kind | tail -n 1)
@@ -80,11 +84,24 @@ for image in $images; do
   "$kind" load docker-image --name "$CLUSTER" "$image" >/dev/null
 done
 
-log "installing weft"
-kubectl --kubeconfig "$KUBECONFIG_FILE" apply --server-side -k "$root_dir/config/default" >/dev/null
-kubectl --kubeconfig "$KUBECONFIG_FILE" wait --for condition=established --timeout=60s \
-  crd/installations.operator.weft.dev >/dev/null
-kubectl --kubeconfig "$KUBECONFIG_FILE" apply --server-side -f "$root_dir/config/samples/installation-minimal.yaml" >/dev/null
+case "${WEFT_E2E_INSTALL:-kustomize}" in
+  kustomize)
+    log "installing weft: kubectl apply --server-side -k config/default, then the minimal Installation"
+    kubectl --kubeconfig "$KUBECONFIG_FILE" apply --server-side -k "$root_dir/config/default" >/dev/null
+    kubectl --kubeconfig "$KUBECONFIG_FILE" wait --for condition=established --timeout=60s \
+      crd/installations.operator.weft.dev >/dev/null
+    kubectl --kubeconfig "$KUBECONFIG_FILE" apply --server-side -f "$root_dir/config/samples/installation-minimal.yaml" >/dev/null
+    ;;
+  helm)
+    # The chart's hooks (uninstall, `helm test`) run a kubectl image: built here and loaded.
+    hook_image=$(bash "$kind_dir/hook-image.sh" | tail -n 1)
+    "$kind" load docker-image --name "$CLUSTER" "$hook_image" >/dev/null
+    helm=$(bash "$e2e_dir/scripts/build-helm.sh" | grep '/v3' | tail -n 1)
+    log "installing weft: helm install weft charts/weft (Helm $("$helm" version --short))"
+    "$helm" install weft "$root_dir/charts/weft" --kubeconfig "$KUBECONFIG_FILE" \
+      --namespace weft-operator --create-namespace >/dev/null
+    ;;
+esac
 
 log "waiting up to ${WAIT_SECONDS}s for the nodes to be Ready and the Installation Available"
 deadline=$((SECONDS + WAIT_SECONDS))

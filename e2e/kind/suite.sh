@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The real-node suite `make test` runs: a fresh e2e cluster (up.sh), `weftctl check`, the upstream
+# [Feature:NetworkPolicy] suite, kind-suite's diagnosis and disruption checks, then down.sh
+# (always; WEFT_E2E_KEEP=1 keeps the cluster for inspection). Prints each step's time and fails
+# on the first failing step.
+set -euo pipefail
+kind_dir=$(cd "$(dirname "$0")" && pwd)
+root_dir=$(cd "$kind_dir/../.." && pwd)
+source "$kind_dir/cluster.env"
+log() { echo "kind-suite: $*" >&2; }
+cd "$root_dir"
+started=$SECONDS
+summary=()
+step() {
+  local name=$1; shift
+  local at=$SECONDS
+  log "== $name"
+  if "$@"; then
+    summary+=("PASS $name ($((SECONDS - at))s)")
+  else
+    summary+=("FAIL $name ($((SECONDS - at))s)")
+    return 1
+  fi
+}
+finish() {
+  local status=$?
+  if [ "${WEFT_E2E_KEEP:-0}" != 1 ]; then bash "$kind_dir/down.sh" || status=1; fi
+  printf 'kind-suite: %s\n' "${summary[@]}" >&2
+  log "$([ $status -eq 0 ] && echo passed || echo FAILED) in $((SECONDS - started))s"
+  exit $status
+}
+
+if [ -f "$KUBECONFIG_FILE" ]; then bash "$kind_dir/down.sh"; fi
+trap finish EXIT
+cargo build --quiet -p weftctl -p weft-e2e --bin weftctl --bin kind-suite
+step "e2e-up" bash "$kind_dir/up.sh" >/dev/null
+export KUBECONFIG=$KUBECONFIG_FILE
+cp_bin=${WEFT_CONTROL_PLANE_BIN:-$(bash "$root_dir/e2e/scripts/build-control-plane.sh" | tail -n 1)}
+export PATH="$cp_bin:$PATH"
+target=${CARGO_TARGET_DIR:-$root_dir/target}/debug
+agnhost=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep -m1 '^registry.k8s.io/e2e-test-images/agnhost:')
+
+step "weftctl check" "$target/weftctl" check --outside "$OUTSIDE_IP:$OUTSIDE_PORT"
+step "upstream NetworkPolicy suite" bash "$kind_dir/conformance.sh" netpol
+step "status diagnosis" "$target/kind-suite" --agnhost "$agnhost" diagnosis \
+  --unserved-registry "$OUTSIDE_IP:5000/unserved"
+
+# The rollout target: the same images under a second registry name, loaded into every node.
+kind=$(bash "$kind_dir/build-bins.sh" kind | tail -n 1)/kind
+rollout_registry=localhost/weft-rollout
+for image in $(docker images --format '{{.Repository}}:{{.Tag}}' | grep '^ghcr.io/weft/weft-agent:'); do
+  renamed=$rollout_registry/${image#ghcr.io/weft/}
+  docker tag "$image" "$renamed"
+  "$kind" load docker-image --name "$CLUSTER" "$renamed" >/dev/null
+done
+step "disruption" "$target/kind-suite" --agnhost "$agnhost" disruption \
+  --rollout-registry "$rollout_registry"
