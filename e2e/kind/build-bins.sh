@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the node image's Go binaries from published Go modules into target/kind/bin/<versions>/:
 # containerd, containerd-shim-runc-v2, ctr (containerd module), crictl (cri-tools), the CNI plugins
-# loopback/host-local/portmap/ptp/bridge, coredns, kind, and kubelet/kubeadm/kubectl/kube-proxy
-# (the e2e/go/node wrapper module, version ldflags and cgo as the control plane's build, whose
-# cache they share; the node is a glibc system). Static (CGO_ENABLED=0) otherwise. Each binary is built
-# once and cached. Prints the bin directory.
+# loopback/host-local/portmap/ptp/bridge (copied from e2e/scripts/build-cni-plugins.sh), coredns,
+# kind, and kubelet/kubeadm/kubectl/kube-proxy (the e2e/go/node wrapper module, version ldflags
+# and cgo as the control plane's build, whose cache they share; the node is a glibc system).
+# Static (CGO_ENABLED=0) otherwise. Each binary is built once and cached. Prints the bin directory.
 #   build-bins.sh [NAME...]   build only the named binaries (default: all)
 set -euo pipefail
 kind_dir=$(cd "$(dirname "$0")" && pwd)
@@ -59,15 +59,10 @@ build_one() {
       built crictl && return 0
       dir=$(module_dir "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION")
       go_build "$dir" crictl ./cmd/crictl "" "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" ;;
-    loopback|bridge|ptp) built "$1" && return 0
-      dir=$(module_dir "github.com/containernetworking/plugins@$CNI_PLUGINS_VERSION")
-      go_build "$dir" "$1" "./plugins/main/$1" "" "-s -w" ;;
-    host-local) built "$1" && return 0
-      dir=$(module_dir "github.com/containernetworking/plugins@$CNI_PLUGINS_VERSION")
-      go_build "$dir" "$1" ./plugins/ipam/host-local "" "-s -w" ;;
-    portmap) built "$1" && return 0
-      dir=$(module_dir "github.com/containernetworking/plugins@$CNI_PLUGINS_VERSION")
-      go_build "$dir" "$1" ./plugins/meta/portmap "" "-s -w" ;;
+    loopback|bridge|ptp|host-local|portmap) built "$1" && return 0
+      local plugins
+      plugins=$(bash "$e2e_dir/scripts/build-cni-plugins.sh" "$1" | tail -n 1)
+      cp "$plugins/$1" "$bin/$1" ;;
     coredns) built "$1" && return 0
       dir=$(module_dir "github.com/coredns/coredns@$COREDNS_VERSION")
       go_build "$dir" coredns . "" "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" ;;
