@@ -11,10 +11,10 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Client;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
+use kube::{Client, ResourceExt};
 use weft_api::Installation;
 use weft_e2e::process::ManagedProcess;
 use weft_e2e::{CLUSTER_CIDR, Lifetime, LocalCluster};
@@ -320,7 +320,29 @@ impl Operator {
             .await?;
         }
         drop(running.process); // SIGTERM, then SIGKILL after a grace period
+        // Both leave their IP pools behind on purpose (addresses may still be in use); the next
+        // measurement starts without them, as on a fresh cluster.
+        let pools = self.pools(client);
+        let left = match pools.list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+            Err(error) => return Err(error.into()),
+        };
+        for pool in left {
+            pools
+                .delete(&pool.name_any(), &DeleteParams::default())
+                .await?;
+        }
         Ok(())
+    }
+
+    fn pools(&self, client: &Client) -> Api<DynamicObject> {
+        let (group, version) = match self {
+            Self::Weft => ("network.weft.dev", "v1"),
+            Self::Tigera { .. } => ("crd.projectcalico.org", "v1"),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, "IPPool");
+        Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk))
     }
 
     /// The series of its own metrics that count reconciles, and the label telling them apart.
