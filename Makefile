@@ -49,10 +49,11 @@ crds:
 	cp crds/*.weft.dev.yaml charts/weft/crds/
 
 ## bench: the benchmarks recorded in BENCHMARKS.md (release builds; root for the CNI and nft ones).
+## The operator bench measures the Tigera operator beside weft when TIGERA_OPERATOR names its binary.
 bench: packages control-plane
 	$(CARGO) bench -p weft-cni --bench cni_vs_reference
 	$(CARGO) bench -p weft-policy --bench scale
-	$(CARGO) bench -p weft-operator --bench install
+	$(CARGO) bench -p weft-operator --bench versus_tigera
 
 cluster-up: control-plane
 	$(CARGO) run --quiet -p weft-e2e --bin local-cluster -- up --nodes 3

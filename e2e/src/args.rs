@@ -12,6 +12,8 @@ pub struct ControlPlaneArgs<'a> {
     pub ports: &'a Ports,
     pub pki: &'a PkiFiles,
     pub kubeconfig: &'a Path,
+    /// The audit policy file, when the API server keeps an audit log (`logs/audit.log`).
+    pub audit_policy: Option<&'a Path>,
 }
 
 fn flag(name: &str, value: impl std::fmt::Display) -> String {
@@ -41,7 +43,7 @@ impl ControlPlaneArgs<'_> {
     }
 
     pub fn apiserver(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             flag(
                 "etcd-servers",
                 format!("http://127.0.0.1:{}", self.ports.etcd_client),
@@ -70,7 +72,17 @@ impl ControlPlaneArgs<'_> {
             flag("allow-privileged", "true"),
             flag("profiling", "false"),
             flag("v", 1),
-        ]
+        ];
+        if let Some(policy) = self.audit_policy {
+            args.extend([
+                flag("audit-policy-file", path(policy)),
+                flag("audit-log-path", path(&self.dir.join("logs/audit.log"))),
+                flag("audit-log-format", "json"),
+                // Readers count lines from an offset: rotate only past 1 GiB (the default is 100 MB).
+                flag("audit-log-maxsize", 1024),
+            ]);
+        }
+        args
     }
 
     fn client_flags(&self) -> Vec<String> {

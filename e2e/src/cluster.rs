@@ -1,5 +1,6 @@
-//! [`LocalCluster`]: a real control plane on 127.0.0.1 — etcd, kube-apiserver (RBAC),
-//! kube-controller-manager (allocating node pod CIDRs), kube-scheduler and kwok for fake nodes.
+//! [`LocalCluster`]: a real control plane on 127.0.0.1 — etcd, kube-apiserver (RBAC, optionally
+//! an audit log of chosen users), kube-controller-manager (allocating node pod CIDRs),
+//! kube-scheduler and kwok for fake nodes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,8 +8,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -19,14 +21,19 @@ use crate::{Error, args, pki, ports, state};
 
 /// The Service CIDR of every local cluster.
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
-/// The cluster CIDR the controller-manager cuts node pod CIDRs from.
-pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The cluster CIDR the controller-manager cuts node pod CIDRs from: 16,384 node /24s, so
+/// thousands of kwok nodes all get one (it contains the usual 10.244.0.0/16).
+pub const CLUSTER_CIDR: &str = "10.192.0.0/10";
 /// The prefix length of each node's pod CIDR.
 pub const NODE_CIDR_MASK: u8 = 24;
 /// The annotation that hands a Node to kwok.
 pub const KWOK_NODE_ANNOTATION: &str = "kwok.x-k8s.io/node";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Extra time allowed per node added at once (kwok and the controller-manager work through them).
+const READY_TIMEOUT_PER_NODE: Duration = Duration::from_millis(100);
+/// Node creations in flight at once.
+const NODE_CREATIONS_IN_FLIGHT: usize = 16;
 
 /// How to start a [`LocalCluster`].
 #[derive(Debug, Clone)]
@@ -37,6 +44,10 @@ pub struct ClusterOptions {
     pub state_dir: Option<PathBuf>,
     /// Whether the processes outlive the starting process.
     pub lifetime: Lifetime,
+    /// Extra users, each with a client certificate in `system:masters` and a kubeconfig
+    /// ([`LocalCluster::user_kubeconfig`]). When any are named, the API server writes an audit
+    /// log of their requests alone (Metadata level) to [`LocalCluster::audit_log`].
+    pub audited_users: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -45,6 +56,7 @@ impl Default for ClusterOptions {
             nodes: 0,
             state_dir: None,
             lifetime: Lifetime::BoundToThisProcess,
+            audited_users: Vec::new(),
         }
     }
 }
@@ -90,16 +102,35 @@ impl LocalCluster {
         };
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
-        let pki = pki::generate(&dir.join("pki"), "10.96.0.1")?;
+        let pki = pki::generate(&dir.join("pki"), "10.96.0.1", &options.audited_users)?;
         let ports = ports::Ports::allocate()?;
         let kubeconfig = dir.join("admin.kubeconfig");
         state::write_kubeconfig(&kubeconfig, ports.apiserver, &pki.files)?;
+        for user in &pki.users {
+            let path = dir.join(format!("{}.kubeconfig", user.name));
+            state::write_user_kubeconfig(
+                &path,
+                ports.apiserver,
+                &pki.files.ca_cert,
+                &user.cert,
+                &user.key,
+            )?;
+        }
+        let audit_policy = if options.audited_users.is_empty() {
+            None
+        } else {
+            let path = dir.join("audit-policy.yaml");
+            std::fs::write(&path, audit_policy(&options.audited_users))
+                .map_err(|e| Error::io(&path, e))?;
+            Some(path)
+        };
 
         let command_lines = args::ControlPlaneArgs {
             dir: &dir,
             ports: &ports,
             pki: &pki.files,
             kubeconfig: &kubeconfig,
+            audit_policy: audit_policy.as_deref(),
         };
         let [etcd, apiserver, controller_manager, scheduler, kwok] = [
             command_lines.etcd(),
@@ -206,6 +237,17 @@ impl LocalCluster {
         &self.kubeconfig
     }
 
+    /// The kubeconfig of an extra user named in [`ClusterOptions::audited_users`].
+    pub fn user_kubeconfig(&self, user: &str) -> PathBuf {
+        self.dir.join(format!("{user}.kubeconfig"))
+    }
+
+    /// The API server's audit log (JSON lines), written when [`ClusterOptions::audited_users`]
+    /// names users.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("logs/audit.log")
+    }
+
     /// The pinned binaries this cluster runs.
     pub fn binaries(&self) -> &Binaries {
         &self.binaries
@@ -256,28 +298,52 @@ impl LocalCluster {
     ) -> Result<Vec<String>, Error> {
         let client = self.client().await?;
         let nodes: Api<Node> = Api::all(client);
-        let mut names = Vec::with_capacity(count);
-        for _ in 0..count {
-            let name = format!(
-                "kwok-node-{}",
-                self.next_node.fetch_add(1, Ordering::SeqCst)
-            );
-            let node: Node = serde_json::from_value(state::kwok_node(&name, labels))
-                .expect("kwok node manifest is a valid Node");
-            nodes
-                .create(&PostParams::default(), &node)
-                .await
-                .map_err(|e| Error::Api(format!("create Node {name}: {e}")))?;
-            names.push(name);
-        }
-        for name in &names {
-            let what = format!("Node {name} Ready with a podCIDR");
-            wait_until(self, &what, READY_TIMEOUT, || async {
-                let node = nodes.get_opt(name).await.ok().flatten();
-                Ok(node.filter(node_ready_with_cidr).map(|_| ()))
+        let names: Vec<String> = (0..count)
+            .map(|_| {
+                let index = self.next_node.fetch_add(1, Ordering::SeqCst);
+                format!("kwok-node-{index}")
             })
+            .collect();
+        futures::stream::iter(&names)
+            .map(|name| {
+                let nodes = nodes.clone();
+                async move {
+                    let node: Node = serde_json::from_value(state::kwok_node(name, labels))
+                        .expect("kwok node manifest is a valid Node");
+                    nodes
+                        .create(&PostParams::default(), &node)
+                        .await
+                        .map_err(|e| Error::Api(format!("create Node {name}: {e}")))
+                }
+            })
+            .buffer_unordered(NODE_CREATIONS_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
             .await?;
-        }
+        let timeout = READY_TIMEOUT + READY_TIMEOUT_PER_NODE * count as u32;
+        let what = format!("{count} new Node(s) Ready with a podCIDR");
+        let wanted: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        wait_until(self, &what, timeout, || async {
+            let mut ready = 0;
+            let mut params = ListParams::default().limit(500);
+            loop {
+                let page = nodes
+                    .list(&params)
+                    .await
+                    .map_err(|e| Error::Api(format!("list Nodes: {e}")))?;
+                ready += page
+                    .items
+                    .iter()
+                    .filter(|node| wanted.contains(node.metadata.name.as_deref().unwrap_or("")))
+                    .filter(|node| node_ready_with_cidr(node))
+                    .count();
+                match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+            Ok((ready == wanted.len()).then_some(()))
+        })
+        .await?;
         Ok(names)
     }
 
@@ -302,6 +368,23 @@ impl LocalCluster {
         processes.into_iter().for_each(ManagedProcess::release);
         std::mem::forget(self);
     }
+}
+
+/// An audit policy that records the requests of `users` at Metadata level (one event when a
+/// request completes, and one when a watch starts) and nothing else.
+fn audit_policy(users: &[String]) -> String {
+    let users: Vec<String> = users.iter().map(|user| format!("\"{user}\"")).collect();
+    format!(
+        "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: [{}]
+- level: None
+",
+        users.join(", ")
+    )
 }
 
 fn node_ready_with_cidr(node: &Node) -> bool {

@@ -1,6 +1,7 @@
 //! The local cluster's PKI: one CA, the API server's serving certificate, an admin client
-//! certificate (group `system:masters`) and the service-account signing key pair, all generated
-//! in-process and written as PEM files.
+//! certificate (group `system:masters`), one client certificate per extra named user (also in
+//! `system:masters`, so its requests can be told apart by user name, e.g. in the audit log) and
+//! the service-account signing key pair, all generated in-process and written as PEM files.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,14 @@ pub struct PkiFiles {
     pub service_account_pub: PathBuf,
 }
 
+/// The client certificate and key of an extra user.
+#[derive(Debug, Clone)]
+pub struct UserFiles {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// The PEM contents, kept in memory for building clients.
 #[derive(Debug, Clone)]
 pub struct Pki {
@@ -31,6 +40,7 @@ pub struct Pki {
     pub ca_cert_pem: String,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    pub users: Vec<UserFiles>,
 }
 
 fn pki_error(what: &str, err: rcgen::Error) -> Error {
@@ -47,8 +57,9 @@ fn named(common_name: &str, organization: Option<&str>) -> DistinguishedName {
 }
 
 /// Generates the PKI into `dir` (created if needed). `service_ip` is the first address of the
-/// service CIDR, which in-cluster clients use to reach the API server.
-pub fn generate(dir: &Path, service_ip: &str) -> Result<Pki, Error> {
+/// service CIDR, which in-cluster clients use to reach the API server; `users` get a client
+/// certificate each (common name = the user name, group `system:masters`).
+pub fn generate(dir: &Path, service_ip: &str, users: &[String]) -> Result<Pki, Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
 
     let ca_key = KeyPair::generate().map_err(|e| pki_error("CA key", e))?;
@@ -92,6 +103,27 @@ pub fn generate(dir: &Path, service_ip: &str) -> Result<Pki, Error> {
         .signed_by(&admin_key, &ca)
         .map_err(|e| pki_error("admin certificate", e))?;
 
+    let mut user_files = Vec::new();
+    for user in users {
+        let key = KeyPair::generate().map_err(|e| pki_error(user, e))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| pki_error(user, e))?;
+        params.distinguished_name = named(user, Some("system:masters"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &ca)
+            .map_err(|e| pki_error(user, e))?;
+        let files = UserFiles {
+            name: user.clone(),
+            cert: dir.join(format!("user-{user}.crt")),
+            key: dir.join(format!("user-{user}.key")),
+        };
+        for (path, contents) in [(&files.cert, cert.pem()), (&files.key, key.serialize_pem())] {
+            std::fs::write(path, contents).map_err(|e| Error::io(path, e))?;
+        }
+        user_files.push(files);
+    }
+
     let service_account = KeyPair::generate().map_err(|e| pki_error("service-account key", e))?;
 
     let files = PkiFiles {
@@ -108,6 +140,7 @@ pub fn generate(dir: &Path, service_ip: &str) -> Result<Pki, Error> {
         ca_cert_pem: ca_cert.pem(),
         admin_cert_pem: admin_cert.pem(),
         admin_key_pem: admin_key.serialize_pem(),
+        users: user_files,
         files,
     };
     let writes = [

@@ -100,11 +100,24 @@ impl ManagedProcess {
         log: &Path,
         lifetime: Lifetime,
     ) -> Result<Self, Error> {
+        Self::start_with_env(name, program, args, &[], log, lifetime)
+    }
+
+    /// [`Self::start`] with `env` added to the inherited environment.
+    pub fn start_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: &Path,
+        lifetime: Lifetime,
+    ) -> Result<Self, Error> {
         let out = File::create(log).map_err(|e| Error::io(log, e))?;
         let err = out.try_clone().map_err(|e| Error::io(log, e))?;
         let mut command = Command::new(program);
         command
             .args(args)
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);

@@ -16,6 +16,17 @@ const PIDS_FILE: &str = "pids";
 
 /// Writes a kubeconfig for the admin user that points at `https://127.0.0.1:<port>`.
 pub fn write_kubeconfig(path: &Path, port: u16, pki: &PkiFiles) -> Result<(), Error> {
+    write_user_kubeconfig(path, port, &pki.ca_cert, &pki.admin_cert, &pki.admin_key)
+}
+
+/// Writes a kubeconfig for the user of the client certificate `cert` (key `key`).
+pub fn write_user_kubeconfig(
+    path: &Path,
+    port: u16,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<(), Error> {
     let text = format!(
         "apiVersion: v1
 kind: Config
@@ -36,9 +47,9 @@ contexts:
     user: weft-admin
 current-context: weft-local
 ",
-        ca = pki.ca_cert.display(),
-        cert = pki.admin_cert.display(),
-        key = pki.admin_key.display(),
+        ca = ca.display(),
+        cert = cert.display(),
+        key = key.display(),
     );
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }

@@ -94,11 +94,13 @@ fn local_cluster_up_status_down() {
         .filter(|l| l.starts_with("kwok-node-"))
         .collect();
     assert_eq!(node_rows.len(), 3, "{table}");
+    let cluster_cidr: ipnet::Ipv4Net = weft_e2e::CLUSTER_CIDR.parse().unwrap();
     for row in node_rows {
         let columns: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(columns[1], "True", "{row}");
+        let pod_cidr: ipnet::Ipv4Net = columns[2].parse().expect(row);
         assert!(
-            columns[2].starts_with("10.244.") && columns[2].ends_with("/24"),
+            cluster_cidr.contains(&pod_cidr) && pod_cidr.prefix_len() == weft_e2e::NODE_CIDR_MASK,
             "{row}"
         );
     }

@@ -38,4 +38,6 @@ pub struct Context {
     pub node_mtus: crate::node_mtu::NodeMtus,
     /// Consecutive transient failures per Installation, for the retry backoff.
     pub retries: Retries,
+    /// Whether anything watched changed since the last full sync ([`crate::steady`]).
+    pub steady: std::sync::Arc<crate::steady::Steady>,
 }

@@ -11,6 +11,8 @@ use crate::labels::{NAMESPACE, selector_labels};
 
 /// How many pod problems a component message names at most.
 const MAX_NAMED: usize = 3;
+/// Pods read per request.
+const PAGE: u32 = 100;
 
 /// Waiting reasons that mean a container cannot start on its own.
 const STUCK_WAITING: [&str; 7] = [
@@ -128,9 +130,17 @@ pub async fn workload_pod_problems(
         .collect::<Vec<_>>()
         .join(",");
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let list = pods.list(&ListParams::default().labels(&selector)).await?;
-    let problems: Vec<String> = list.items.iter().filter_map(pod_problem).collect();
-    Ok(summarise(problems))
+    // Pages, so that a DaemonSet rolling out on thousands of nodes is never held in memory whole.
+    let mut params = ListParams::default().labels(&selector).limit(PAGE);
+    let mut problems = Vec::new();
+    loop {
+        let page = pods.list(&params).await?;
+        problems.extend(page.items.iter().filter_map(pod_problem));
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(summarise(problems)),
+        }
+    }
 }
 
 fn summarise(mut problems: Vec<String>) -> Option<String> {

@@ -24,4 +24,5 @@ pub mod reconcile;
 pub mod render;
 pub mod runtime;
 pub mod status;
+pub mod steady;
 pub mod validate;

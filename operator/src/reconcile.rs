@@ -10,7 +10,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 use weft_api::{ComponentStatus, Installation, InstallationStatus};
 
 use crate::apply::{Change, Write};
@@ -164,6 +164,20 @@ async fn report_invalid(
 }
 
 async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Error> {
+    if ctx.steady.holds(installation, ctx.settings.resync) {
+        debug!("nothing watched changed since the last full sync");
+        return Ok(Action::requeue(ctx.settings.resync));
+    }
+    let epoch = ctx.steady.epoch();
+    let result = sync(installation, ctx).await;
+    let steady = matches!(&result, Ok((_, true)));
+    ctx.steady.record(steady.then_some((installation, epoch)));
+    result.map(|(action, _)| action)
+}
+
+/// A full sync: gather, validate, render, apply, report. Also says whether it ended in steady
+/// state (nothing written, everything Available), which lets the next no-op reconcile skip it.
+async fn sync(installation: &Installation, ctx: &Context) -> Result<(Action, bool), Error> {
     let facts = &crate::facts::gather(&ctx.client, installation)
         .await
         .map_err(Error::Facts)?;
@@ -223,9 +237,10 @@ async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Err
         .iter()
         .any(|status| State::of(status) != State::Available);
     Ok(if waiting {
-        Action::requeue(Duration::from_secs(15))
+        (Action::requeue(Duration::from_secs(15)), false)
     } else {
-        Action::requeue(ctx.settings.resync)
+        let steady = writes.is_empty() && !changed;
+        (Action::requeue(ctx.settings.resync), steady)
     })
 }
 

@@ -31,6 +31,7 @@ use crate::labels::{NAMESPACE, managed_selector};
 use crate::leader::{Election, LeaderError};
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
+use crate::steady::Steady;
 
 /// How the operator process runs.
 #[derive(Clone, Debug)]
@@ -93,32 +94,39 @@ impl Default for Handles {
 
 /// A stream that yields whenever an object of kind `K` selected by `config` changes. Only
 /// metadata is requested, so object bodies are never transferred or kept.
-fn changes<K>(api: Api<PartialObjectMeta<K>>, config: watcher::Config) -> BoxStream<'static, ()>
+fn changes<K>(
+    api: Api<PartialObjectMeta<K>>,
+    config: watcher::Config,
+    steady: Arc<Steady>,
+) -> BoxStream<'static, ()>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     PartialObjectMeta<K>: Resource<DynamicType = ()>,
 {
     watcher(api, config)
         .default_backoff()
-        .filter_map(|event| async move {
-            matches!(event, Ok(Event::Apply(_) | Event::Delete(_))).then_some(())
+        .filter_map(move |event| {
+            // Every event, relists included, may show something the last sync did not see.
+            steady.bump();
+            async move { matches!(event, Ok(Event::Apply(_) | Event::Delete(_))).then_some(()) }
         })
         .boxed()
 }
 
-fn child_changes(client: &Client) -> impl Stream<Item = ()> + Send + 'static {
+fn child_changes(client: &Client, steady: &Arc<Steady>) -> impl Stream<Item = ()> + Send + 'static {
     let managed = || watcher::Config::default().labels(&managed_selector());
+    let s = || steady.clone();
     stream::select_all(vec![
-        changes::<Namespace>(Api::all(client.clone()), managed()),
-        changes::<ClusterRole>(Api::all(client.clone()), managed()),
-        changes::<ClusterRoleBinding>(Api::all(client.clone()), managed()),
-        changes::<ServiceAccount>(in_weft_system(client), managed()),
-        changes::<ConfigMap>(in_weft_system(client), managed()),
-        changes::<DaemonSet>(in_weft_system(client), managed()),
-        changes::<Deployment>(in_weft_system(client), managed()),
-        changes::<PodDisruptionBudget>(in_weft_system(client), managed()),
+        changes::<Namespace>(Api::all(client.clone()), managed(), s()),
+        changes::<ClusterRole>(Api::all(client.clone()), managed(), s()),
+        changes::<ClusterRoleBinding>(Api::all(client.clone()), managed(), s()),
+        changes::<ServiceAccount>(in_weft_system(client), managed(), s()),
+        changes::<ConfigMap>(in_weft_system(client), managed(), s()),
+        changes::<DaemonSet>(in_weft_system(client), managed(), s()),
+        changes::<Deployment>(in_weft_system(client), managed(), s()),
+        changes::<PodDisruptionBudget>(in_weft_system(client), managed(), s()),
         // Every pool, managed or not: a change to an unmanaged pool may resolve a conflict.
-        changes::<IpPool>(Api::all(client.clone()), watcher::Config::default()),
+        changes::<IpPool>(Api::all(client.clone()), watcher::Config::default(), s()),
     ])
 }
 
@@ -206,7 +214,9 @@ async fn control(
         settings: options.settings.clone(),
         node_mtus: node_mtus.clone(),
         retries: Default::default(),
+        steady: Default::default(),
     });
+    let steady = ctx.steady.clone();
     let (lost_tx, mut lost_rx) = watch::channel(false);
     let stop = async move {
         match leading {
@@ -227,8 +237,10 @@ async fn control(
     )
     .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
     .reconcile_all_on(stream::select(
-        child_changes(&client),
-        crate::node_mtu::watch(&client, node_mtus).boxed(),
+        child_changes(&client, &steady),
+        crate::node_mtu::watch(&client, node_mtus)
+            .map(move |()| steady.bump())
+            .boxed(),
     ))
     .graceful_shutdown_on(stop)
     .run(reconcile, error_policy, ctx)

@@ -66,6 +66,7 @@ async fn up(dir: PathBuf, nodes: usize) -> Result<(), String> {
         nodes: 0,
         state_dir: Some(dir),
         lifetime: Lifetime::Detached,
+        ..ClusterOptions::default()
     };
     let cluster = LocalCluster::start(options)
         .await

@@ -1,103 +1,75 @@
-//! Side-by-side benchmark: `weft` + `weft-ipam` against the reference `ptp` + `host-local`
-//! (/usr/lib/cni), same host namespace set-up, one pod namespace per pod, 100 pods sequential and
-//! 100 in parallel, ADD latency per pod and DEL latency per pod including the namespace deletion.
-//! Rounds alternate between the plugins so background load hits all alike. weft runs twice: with
-//! weft-ipam in-process (its default) and with `"execIpam": true` (weft-ipam exec'd from CNI_PATH).
+//! Side-by-side benchmark: `weft` + `weft-ipam` against two builds of the reference `ptp` +
+//! `host-local`: Debian's 1.1.1 (/usr/lib/cni, CNI 1.0.0 configs) and containernetworking/plugins
+//! v1.10.0 built by `e2e/scripts/build-cni-plugins.sh` (CNI 1.1.0 configs). Same host namespace
+//! set-up, one pod namespace per pod, 100 pods sequential and 100 in parallel, ADD latency per pod
+//! and DEL latency per pod including the namespace deletion, the plugins' CPU time (user + sys)
+//! per 100 pods and their peak RSS. Rounds alternate between the plugins so background load hits
+//! all alike. weft runs twice: with weft-ipam in-process (its default) and with
+//! `"execIpam": true` (weft-ipam exec'd from CNI_PATH). Then weft's ADD is profiled under strace.
 //!
 //! Run as root: `cargo bench -p weft-cni --bench cni_vs_reference` (WEFT_BENCH_PODS, WEFT_BENCH_ROUNDS
-//! override 100 pods and 3 rounds).
+//! override 100 pods and 3 rounds; WEFT_CNI_PLUGINS_DIR names a prebuilt plugins directory).
 
-use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
+mod plugin;
+mod profile;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use plugin::{Call, Plugin};
 use weft_cni::netns::NamedNetns;
 
 const REFERENCE_DIR: &str = "/usr/lib/cni";
+const DEBIAN: &str = "ptp + host-local (Debian 1.1.1)";
+const CURRENT: &str = "ptp + host-local (v1.10.0)";
+const WEFT: &str = "weft + weft-ipam";
+const WEFT_EXEC: &str = "weft + exec'd weft-ipam";
 
-struct Plugin {
-    label: &'static str,
-    binary: PathBuf,
-    cni_path: PathBuf,
-    config: String,
-    _data_dir: tempfile::TempDir,
-}
-
-impl Plugin {
-    fn new(label: &'static str, binary: &Path, ipam: &str, subnet: &str, exec_ipam: bool) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = json!({
-            "cniVersion": "1.0.0",
-            "name": format!("wc-bench-{}", label.split_whitespace().count() + usize::from(exec_ipam)),
-            "type": binary.file_name().unwrap().to_str().unwrap(),
-            "mtu": 1450,
-            "ipam": {"type": ipam, "ranges": [[{"subnet": subnet}]], "dataDir": data_dir.path()},
-        });
-        if exec_ipam {
-            config["execIpam"] = json!(true);
-        }
-        let config = config.to_string();
-        let cni_path = binary.parent().unwrap().to_owned();
-        Self {
-            label,
-            binary: binary.to_owned(),
-            cni_path,
-            config,
-            _data_dir: data_dir,
-        }
+/// The containernetworking/plugins build of `e2e/versions.env` (built once per version into
+/// target/cni-plugins/), or the directory in `WEFT_CNI_PLUGINS_DIR`.
+fn current_reference() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WEFT_CNI_PLUGINS_DIR") {
+        return PathBuf::from(dir);
     }
-
-    /// Runs one call inside `host` and returns its wall time.
-    fn call(&self, host: &NamedNetns, command: &str, container: &str, netns: &Path) -> Duration {
-        let host_fd = host.fd().as_raw_fd();
-        let mut process = Command::new(&self.binary);
-        process
-            .env_clear()
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", container)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_NETNS", netns)
-            .env("CNI_PATH", &self.cni_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        // SAFETY: setns is async-signal-safe; the fd outlives the call.
-        unsafe {
-            process.pre_exec(move || {
-                nix::sched::setns(
-                    BorrowedFd::borrow_raw(host_fd),
-                    nix::sched::CloneFlags::CLONE_NEWNET,
-                )
-                .map_err(std::io::Error::from)
-            });
-        }
-        let started = Instant::now();
-        let mut child = process.spawn().expect("spawn plugin");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(self.config.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        let elapsed = started.elapsed();
-        assert!(
-            output.status.success(),
-            "{} {command} failed: {}",
-            self.label,
-            String::from_utf8_lossy(&output.stdout)
-        );
-        elapsed
-    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/scripts/build-cni-plugins.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .args(["ptp", "host-local"])
+        .output()
+        .expect("run build-cni-plugins.sh");
+    assert!(
+        output.status.success(),
+        "{} failed (Go 1.26 and the Go module proxy are needed; or set WEFT_CNI_PLUGINS_DIR): {}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
 }
 
 #[derive(Default)]
 struct Samples {
     add: Vec<Duration>,
     del: Vec<Duration>,
+    /// CPU time of every ADD and DEL call.
+    cpu: Duration,
+    max_rss_kib: Vec<u64>,
+}
+
+impl Samples {
+    fn record_add(&mut self, call: Call) {
+        self.add.push(call.wall);
+        self.cpu += call.cpu;
+        self.max_rss_kib.push(call.max_rss_kib);
+    }
+
+    /// A DEL call and the wall time of DEL + namespace deletion.
+    fn record_del(&mut self, call: Call, wall: Duration) {
+        self.del.push(wall);
+        self.cpu += call.cpu;
+        self.max_rss_kib.push(call.max_rss_kib);
+    }
 }
 
 /// One plugin's samples in one mode, with the wall time of each parallel round (ADD, DEL).
@@ -124,15 +96,13 @@ fn sequential(
 ) {
     let namespaces = pods(prefix, count);
     for (index, pod) in namespaces.iter().enumerate() {
-        samples
-            .add
-            .push(plugin.call(host, "ADD", &format!("{prefix}-{index}"), pod.path()));
+        samples.record_add(plugin.call(host, "ADD", &format!("{prefix}-{index}"), pod.path()));
     }
     for (index, pod) in namespaces.into_iter().enumerate() {
         let started = Instant::now();
-        plugin.call(host, "DEL", &format!("{prefix}-{index}"), pod.path());
+        let call = plugin.call(host, "DEL", &format!("{prefix}-{index}"), pod.path());
         pod.delete().unwrap();
-        samples.del.push(started.elapsed());
+        samples.record_del(call, started.elapsed());
     }
 }
 
@@ -146,7 +116,7 @@ fn parallel(
 ) -> (Duration, Duration) {
     let namespaces = pods(prefix, count);
     let started = Instant::now();
-    let adds: Vec<Duration> = std::thread::scope(|scope| {
+    let adds: Vec<Call> = std::thread::scope(|scope| {
         let handles: Vec<_> = namespaces
             .iter()
             .enumerate()
@@ -163,16 +133,16 @@ fn parallel(
     });
     let add_wall = started.elapsed();
     let started = Instant::now();
-    let dels: Vec<Duration> = std::thread::scope(|scope| {
+    let dels: Vec<(Call, Duration)> = std::thread::scope(|scope| {
         let handles: Vec<_> = namespaces
             .into_iter()
             .enumerate()
             .map(|(index, pod)| {
                 scope.spawn(move || {
                     let started = Instant::now();
-                    plugin.call(host, "DEL", &format!("{prefix}-{index}"), pod.path());
+                    let call = plugin.call(host, "DEL", &format!("{prefix}-{index}"), pod.path());
                     pod.delete().unwrap();
-                    started.elapsed()
+                    (call, started.elapsed())
                 })
             })
             .collect();
@@ -182,8 +152,9 @@ fn parallel(
             .collect()
     });
     let del_wall = started.elapsed();
-    samples.add.extend(adds);
-    samples.del.extend(dels);
+    adds.into_iter().for_each(|call| samples.record_add(call));
+    dels.into_iter()
+        .for_each(|(call, wall)| samples.record_del(call, wall));
     (add_wall, del_wall)
 }
 
@@ -213,40 +184,40 @@ fn main() {
         std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0,
         "the benchmark creates network namespaces and veth pairs: run it as root"
     );
-    let reference = Path::new(REFERENCE_DIR).join("ptp");
+    let debian = Path::new(REFERENCE_DIR).join("ptp");
     assert!(
-        reference.is_file(),
+        debian.is_file(),
         "{} is missing: apt-get install containernetworking-plugins",
-        reference.display()
+        debian.display()
     );
+    let current = current_reference().join("ptp");
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, as a
     // quick smoke test of the benchmark itself.
     let benchmarking = std::env::args().any(|arg| arg == "--bench");
     let count = env_number("WEFT_BENCH_PODS", if benchmarking { 100 } else { 5 });
     let rounds = env_number("WEFT_BENCH_ROUNDS", if benchmarking { 3 } else { 1 });
     let weft = Path::new(env!("CARGO_BIN_EXE_weft"));
+    // The references first: ratios are taken against each of them.
+    let references = 2;
     let plugins = [
         Plugin::new(
-            "ptp + host-local",
-            &reference,
+            DEBIAN,
+            &debian,
             "host-local",
             "10.88.44.0/22",
+            "1.0.0",
             false,
         ),
         Plugin::new(
-            "weft + weft-ipam",
-            weft,
-            "weft-ipam",
-            "10.88.40.0/22",
+            CURRENT,
+            &current,
+            "host-local",
+            "10.88.52.0/22",
+            "1.1.0",
             false,
         ),
-        Plugin::new(
-            "weft + exec'd weft-ipam",
-            weft,
-            "weft-ipam",
-            "10.88.48.0/22",
-            true,
-        ),
+        Plugin::new(WEFT, weft, "weft-ipam", "10.88.40.0/22", "1.1.0", false),
+        Plugin::new(WEFT_EXEC, weft, "weft-ipam", "10.88.48.0/22", "1.1.0", true),
     ];
     let host = NamedNetns::create("wc-bench-host").unwrap();
     // A node forwards; ptp would switch it on at its first ADD anyway.
@@ -285,13 +256,13 @@ fn main() {
         println!("smoke run of the benchmark (cargo test): the numbers below are not measurements");
     }
     println!(
-        "pods per round: {count}, rounds: {rounds}, per-pod latency in ms (spawn to exit; DEL includes the namespace deletion)"
+        "pods per round: {count}, rounds: {rounds}, per-pod latency in ms (spawn to exit; DEL includes the namespace deletion); CPU = user + sys of the plugin processes for ADD + DEL of 100 pods"
     );
     println!();
     println!(
-        "| mode | plugins | ADD median | ADD p90 | DEL median | DEL p90 | ADD wall (parallel) | DEL wall (parallel) |"
+        "| mode | plugins | ADD median | ADD p90 | DEL median | DEL p90 | ADD wall (parallel) | DEL wall (parallel) | CPU per 100 pods | peak RSS per call (median) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut medians = Vec::new();
     for Outcome {
         mode,
@@ -309,26 +280,37 @@ fn main() {
                 ms(median(&mut values))
             }
         };
+        let pods = (count * rounds) as f64;
+        samples.max_rss_kib.sort_unstable();
         println!(
-            "| {mode} | {label} | {} | {} | {} | {} | {} | {} |",
+            "| {mode} | {label} | {} | {} | {} | {} | {} | {} | {:.0} ms | {:.1} MiB |",
             ms(add_median),
             ms(p90(&mut samples.add)),
             ms(del_median),
             ms(p90(&mut samples.del)),
             wall(|w| w.0),
             wall(|w| w.1),
+            samples.cpu.as_secs_f64() * 1000.0 * 100.0 / pods,
+            samples.max_rss_kib[samples.max_rss_kib.len() / 2] as f64 / 1024.0,
         );
         medians.push((mode, label, add_median, del_median));
     }
     println!();
     for group in medians.chunks(plugins.len()) {
-        let (mode, _, reference_add, reference_del) = group[0];
-        for (_, label, add, del) in &group[1..] {
-            println!(
-                "{mode}, {label} vs ptp + host-local: ADD ratio {:.2}, DEL ratio {:.2}",
-                add.as_secs_f64() / reference_add.as_secs_f64(),
-                del.as_secs_f64() / reference_del.as_secs_f64()
-            );
+        let (reference, variants) = group.split_at(references);
+        for (mode, label, add, del) in variants {
+            for (_, reference, reference_add, reference_del) in reference {
+                println!(
+                    "{mode}, {label} vs {reference}: ADD ratio {:.2}, DEL ratio {:.2}",
+                    add.as_secs_f64() / reference_add.as_secs_f64(),
+                    del.as_secs_f64() / reference_del.as_secs_f64()
+                );
+            }
         }
+    }
+    if benchmarking {
+        println!();
+        profile::print(&plugins[2], &host, count);
+        profile::print_version_calls(&plugins[..3], &host);
     }
 }
