@@ -73,8 +73,17 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
     }
 }
 
-/// Checks the conflist with the plugins' parsers and fills in this node's state paths.
-pub fn prepare_conflist(text: &str, paths: &CniPaths) -> Result<String, InstallError> {
+/// The conflist to write, and the plugins other than weft's own it chains (with their index in
+/// `plugins`), which must be installed beside weft's.
+#[derive(Debug)]
+pub struct PreparedConflist {
+    pub text: String,
+    pub chained: Vec<(usize, String)>,
+}
+
+/// Checks the conflist with the plugins' parsers (and every plugin type as a file name), fills
+/// in this node's state paths and lists the chained plugins.
+pub fn prepare_conflist(text: &str, paths: &CniPaths) -> Result<PreparedConflist, InstallError> {
     let fail = |message: String| InstallError::Config(message);
     let mut conflist: Map<String, Value> = match serde_json::from_str(text) {
         Ok(Value::Object(map)) => map,
@@ -89,11 +98,25 @@ pub fn prepare_conflist(text: &str, paths: &CniPaths) -> Result<String, InstallE
     let node_state = paths.node_state_file().display().to_string();
     let ipam_dir = paths.ipam_dir().display().to_string();
     let mut found_weft = false;
+    let mut chained = Vec::new();
     for (index, plugin) in plugins.iter_mut().enumerate() {
         let Value::Object(plugin) = plugin else {
             return Err(fail(format!("plugins[{index}]: must be an object")));
         };
-        if plugin.get("type").and_then(Value::as_str) != Some("weft") {
+        let Some(plugin_type) = plugin.get("type").and_then(Value::as_str) else {
+            return Err(fail(format!(
+                "plugins[{index}].type: required, the plugin's binary name"
+            )));
+        };
+        if plugin_type.is_empty() || plugin_type.contains('/') || plugin_type.starts_with('.') {
+            return Err(fail(format!(
+                "plugins[{index}].type: {plugin_type:?} must be a file name in the CNI bin directory"
+            )));
+        }
+        if plugin_type != "weft" {
+            if !PLUGIN_BINARIES.contains(&plugin_type) {
+                chained.push((index, plugin_type.to_owned()));
+            }
             continue;
         }
         found_weft = true;
@@ -126,30 +149,10 @@ pub fn prepare_conflist(text: &str, paths: &CniPaths) -> Result<String, InstallE
     if !found_weft {
         return Err(fail("plugins: no plugin of type \"weft\"".into()));
     }
-    Ok(serde_json::to_string_pretty(&conflist).unwrap_or_default() + "\n")
-}
-
-/// The plugins other than weft's own that `conflist` chains, with their index in `plugins`.
-fn chained_plugins(conflist: &str) -> Result<Vec<(usize, String)>, InstallError> {
-    let conflist: Value = serde_json::from_str(conflist).unwrap_or_default();
-    let plugins = conflist["plugins"].as_array().cloned().unwrap_or_default();
-    let mut chained = Vec::new();
-    for (index, plugin) in plugins.iter().enumerate() {
-        let Some(name) = plugin.get("type").and_then(Value::as_str) else {
-            return Err(InstallError::Config(format!(
-                "plugins[{index}].type: required, the plugin's binary name"
-            )));
-        };
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(InstallError::Config(format!(
-                "plugins[{index}].type: {name:?} must be a file name in the CNI bin directory"
-            )));
-        }
-        if !PLUGIN_BINARIES.contains(&name) {
-            chained.push((index, name.to_owned()));
-        }
-    }
-    Ok(chained)
+    Ok(PreparedConflist {
+        text: serde_json::to_string_pretty(&conflist).unwrap_or_default() + "\n",
+        chained,
+    })
 }
 
 /// Writes `bytes` to `target` through a temporary file and a rename, unless it already holds
@@ -193,7 +196,7 @@ pub fn install(paths: &CniPaths, network_config: &str) -> Result<Vec<PathBuf>, I
             std::fs::read(&source).map_err(io_error(&source))?,
         ));
     }
-    for (index, name) in chained_plugins(&conflist)? {
+    for (index, name) in conflist.chained {
         let source = paths.source_dir.join(&name);
         let target = paths.bin_dir.join(&name);
         if source.is_file() {
@@ -214,7 +217,7 @@ pub fn install(paths: &CniPaths, network_config: &str) -> Result<Vec<PathBuf>, I
     }
     // The conflist last: the runtime uses weft only once the binaries are in place.
     let target = paths.conflist();
-    if write_atomically(&target, conflist.as_bytes(), 0o644)? {
+    if write_atomically(&target, conflist.text.as_bytes(), 0o644)? {
         changed.push(target);
     }
     Ok(changed)
@@ -258,7 +261,7 @@ mod tests {
     #[test]
     fn state_paths_are_filled_in_and_kept_when_set() {
         let dir = tempfile::tempdir().unwrap();
-        let text = prepare_conflist(CONFLIST, &paths(dir.path())).unwrap();
+        let text = prepare_conflist(CONFLIST, &paths(dir.path())).unwrap().text;
         let value: Value = serde_json::from_str(&text).unwrap();
         let state = dir.path().join("state/node-state.json");
         assert_eq!(value["plugins"][0]["nodeStateFile"], json!(state));
@@ -268,7 +271,7 @@ mod tests {
             json!(dir.path().join("state/ipam"))
         );
         let preset = CONFLIST.replace(r#""mode": "pool""#, r#""mode": "pool", "dataDir": "/x""#);
-        let text = prepare_conflist(&preset, &paths(dir.path())).unwrap();
+        let text = prepare_conflist(&preset, &paths(dir.path())).unwrap().text;
         assert!(text.contains(r#""dataDir": "/x""#));
     }
 
