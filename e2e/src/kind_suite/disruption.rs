@@ -255,20 +255,24 @@ pub async fn rolling_update(suite: &Suite, rollout_registry: &str) -> anyhow::Re
     ))
 }
 
+/// The CIDRs of the IPAM blocks affine to `node`.
+async fn node_blocks(blocks: &Api<IpamBlock>, node: &str) -> anyhow::Result<Vec<String>> {
+    let list = blocks.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|block| block.spec.node == node)
+        .map(|block| block.spec.cidr)
+        .collect())
+}
+
 /// Stops the last worker and deletes its Node; the others must drop their routes to its blocks
 /// and the controllers must release them. Returns the report line.
 pub async fn worker_deletion(suite: &Suite) -> anyhow::Result<String> {
     let workers = suite.workers();
     let gone = workers.last().context("no workers")?.clone();
     let blocks: Api<IpamBlock> = Api::all(suite.client.clone());
-    let owned: Vec<String> = blocks
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|block| block.spec.node == gone)
-        .map(|block| block.spec.cidr)
-        .collect();
+    let owned = node_blocks(&blocks, &gone).await?;
     if owned.is_empty() {
         bail!("{gone} holds no IPAM block to release");
     }
@@ -303,14 +307,7 @@ pub async fn worker_deletion(suite: &Suite) -> anyhow::Result<String> {
         &format!("{gone}'s blocks released"),
         Duration::from_secs(480),
         || async {
-            let left: Vec<String> = blocks
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .filter(|block| block.spec.node == gone)
-                .map(|block| block.spec.cidr)
-                .collect();
+            let left = node_blocks(&blocks, &gone).await?;
             Ok(if left.is_empty() {
                 Ok(())
             } else {
