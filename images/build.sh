@@ -47,7 +47,7 @@ build_args=(--build-arg "VERSION=$version" --build-arg "TARGET_DIR=$target_dir/$
 if [[ " ${wanted[*]} " == *" agent "* ]]; then
   # portmap (hostPorts) from the CNI plugins' Go module, staged where .dockerignore lets it in.
   mkdir -p "$target_dir/cni-plugins"
-  cp "$(bash e2e/kind/build-bins.sh portmap | tail -n 1)/portmap" "$target_dir/cni-plugins/portmap"
+  cp "$(bash e2e/scripts/build-cni-plugins.sh portmap | tail -n 1)/portmap" "$target_dir/cni-plugins/portmap"
   build_args+=(--build-arg "CNI_PLUGINS_DIR=$target_dir/cni-plugins")
 fi
 for w in "${wanted[@]}"; do
