@@ -36,6 +36,27 @@ pub use helm::{Helm, HelmMajor};
 pub use node_runner::{NodeRunner, RunnerOptions};
 pub use process::Lifetime;
 
+/// The operator's namespace, ServiceAccount and RBAC as users apply them (`config/rbac`), as
+/// (file name, manifest) pairs in apply order.
+pub const OPERATOR_RBAC: [(&str, &str); 4] = [
+    (
+        "namespace.yaml",
+        include_str!("../../config/rbac/namespace.yaml"),
+    ),
+    (
+        "service_account.yaml",
+        include_str!("../../config/rbac/service_account.yaml"),
+    ),
+    (
+        "cluster_role.yaml",
+        include_str!("../../config/rbac/cluster_role.yaml"),
+    ),
+    (
+        "cluster_role_binding.yaml",
+        include_str!("../../config/rbac/cluster_role_binding.yaml"),
+    ),
+];
+
 /// Why the local cluster could not start or serve.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -18,24 +18,6 @@ use weft_operator::runtime::{Handles, Options, run};
 
 const FIELD_MANAGER: &str = "weft-demo";
 const OPERATOR_NAMESPACE: &str = "weft-operator";
-const RBAC: [(&str, &str); 4] = [
-    (
-        "namespace.yaml",
-        include_str!("../../../config/rbac/namespace.yaml"),
-    ),
-    (
-        "service_account.yaml",
-        include_str!("../../../config/rbac/service_account.yaml"),
-    ),
-    (
-        "cluster_role.yaml",
-        include_str!("../../../config/rbac/cluster_role.yaml"),
-    ),
-    (
-        "cluster_role_binding.yaml",
-        include_str!("../../../config/rbac/cluster_role_binding.yaml"),
-    ),
-];
 
 /// Install weft on a local cluster and show its status.
 #[derive(Parser)]
@@ -128,7 +110,7 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     let cluster = LocalCluster::start(options).await?;
     let admin = cluster.client().await?;
     install_crds(&admin, FIELD_MANAGER).await?;
-    for (name, text) in RBAC {
+    for (name, text) in weft_e2e::OPERATOR_RBAC {
         apply_yaml(&admin, name, text, FIELD_MANAGER).await?;
     }
     println!(

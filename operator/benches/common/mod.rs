@@ -99,24 +99,7 @@ pub async fn cluster() -> anyhow::Result<(LocalCluster, Client)> {
     let cluster = LocalCluster::start(options).await?;
     let client = cluster.client().await?;
     install_crds(&client, MANAGER).await?;
-    for (name, text) in [
-        (
-            "namespace.yaml",
-            include_str!("../../../config/rbac/namespace.yaml"),
-        ),
-        (
-            "service_account.yaml",
-            include_str!("../../../config/rbac/service_account.yaml"),
-        ),
-        (
-            "cluster_role.yaml",
-            include_str!("../../../config/rbac/cluster_role.yaml"),
-        ),
-        (
-            "cluster_role_binding.yaml",
-            include_str!("../../../config/rbac/cluster_role_binding.yaml"),
-        ),
-    ] {
+    for (name, text) in weft_e2e::OPERATOR_RBAC {
         apply_yaml(&client, name, text, MANAGER).await?;
     }
     Ok((cluster, client))
