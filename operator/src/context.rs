@@ -38,6 +38,8 @@ pub struct Context {
     pub node_mtus: crate::node_mtu::NodeMtus,
     /// Consecutive transient failures per Installation, for the retry backoff.
     pub retries: Retries,
+    /// Since when each component's rollout has shown the same progress ([`crate::progress`]).
+    pub progress: crate::progress::Progress,
     /// Whether anything watched changed since the last full sync ([`crate::steady`]).
     pub steady: std::sync::Arc<crate::steady::Steady>,
 }

@@ -11,8 +11,6 @@ use crate::labels::{NAMESPACE, selector_labels};
 
 /// How many pod problems a component message names at most.
 const MAX_NAMED: usize = 3;
-/// Pods read per request.
-const PAGE: u32 = 100;
 
 /// Waiting reasons that mean a container cannot start on its own.
 const STUCK_WAITING: [&str; 7] = [
@@ -131,7 +129,9 @@ pub async fn workload_pod_problems(
         .join(",");
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     // Pages, so that a DaemonSet rolling out on thousands of nodes is never held in memory whole.
-    let mut params = ListParams::default().labels(&selector).limit(PAGE);
+    let mut params = ListParams::default()
+        .labels(&selector)
+        .limit(crate::LIST_PAGE);
     let mut problems = Vec::new();
     loop {
         let page = pods.list(&params).await?;

@@ -56,7 +56,7 @@ async fn kubeadm_subnet(client: &Client) -> Result<Option<ipnet::IpNet>, kube::E
 async fn node_pod_cidrs(client: &Client) -> Result<Vec<ipnet::IpNet>, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut cidrs = Vec::new();
-    let mut params = ListParams::default().limit(500);
+    let mut params = ListParams::default().limit(crate::LIST_PAGE);
     loop {
         let page = nodes.list(&params).await?;
         cidrs.extend(page.items.iter().filter_map(|node| {
@@ -139,7 +139,7 @@ pub async fn networks(
         );
     }
     let nodes: Api<Node> = Api::all(client.clone());
-    let mut params = ListParams::default().limit(500);
+    let mut params = ListParams::default().limit(crate::LIST_PAGE);
     loop {
         let page = nodes.list(&params).await?;
         networks

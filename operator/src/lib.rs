@@ -20,9 +20,14 @@ pub mod manifests;
 pub mod metrics;
 pub mod node_mtu;
 pub mod prepare;
+pub mod progress;
 pub mod reconcile;
 pub mod render;
 pub mod runtime;
 pub mod status;
 pub mod steady;
 pub mod validate;
+
+/// Objects per page when listing kinds that grow with the cluster (nodes, pods): what one
+/// response costs in memory stays the same at any cluster size.
+pub const LIST_PAGE: u32 = 100;

@@ -58,7 +58,7 @@ fn published(node: &PartialObjectMeta<Node>) -> Option<u32> {
 /// Keeps `store` current and yields whenever the smallest MTU changes.
 pub fn watch(client: &Client, store: NodeMtus) -> impl Stream<Item = ()> + Send + 'static {
     let api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
-    watcher(api, watcher::Config::default())
+    watcher(api, watcher::Config::default().page_size(crate::LIST_PAGE))
         .default_backoff()
         .filter_map(move |event| {
             let store = store.clone();

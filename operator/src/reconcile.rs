@@ -21,6 +21,7 @@ use crate::error::{Error, FinalizerError, Policy};
 use crate::ippools::PoolManager;
 use crate::labels::{FIELD_MANAGER, INSTALLATION_NAME, controller_owner_ref};
 use crate::prepare::prepare;
+use crate::progress::Verdict;
 use crate::render::{CONTROLLERS_NAME, NODE_AGENT_NAME, render};
 use crate::status::{
     Problem, State, controllers_status, installation_conditions, node_status, pools_status,
@@ -29,6 +30,10 @@ use crate::status::{
 use crate::validate::ValidationErrors;
 
 pub const FINALIZER: &str = "operator.weft.dev/teardown";
+
+/// How soon an Installation that is not available is looked at again when nothing it watches
+/// changes.
+const NOT_AVAILABLE_RECHECK: Duration = Duration::from_secs(15);
 
 /// Entry point for the controller: one span per reconcile, metrics around it.
 pub async fn reconcile(
@@ -76,6 +81,9 @@ async fn run(installation: Arc<Installation>, ctx: &Context) -> Result<Action, E
         return Ok(Action::await_change());
     }
     let api: Api<Installation> = Api::all(ctx.client.clone());
+    let installation = with_finalizer(&api, installation)
+        .await
+        .map_err(|error| Error::Finalizer(FinalizerError::Add(error)))?;
     finalizer(&api, FINALIZER, installation, |event| async {
         match event {
             FinalizerEvent::Apply(installation) => apply(&installation, ctx).await,
@@ -93,6 +101,40 @@ async fn run(installation: Arc<Installation>, ctx: &Context) -> Result<Action, E
             Error::Finalizer(FinalizerError::Refused(other.to_string()))
         }
     })
+}
+
+/// Adds the teardown finalizer to a live Installation that lacks it and goes on with the object
+/// the API server returned. (The finalizer helper would add it and stop, leaving the first apply
+/// to the reconcile its own write triggers, one debounce later.) The patch carries the
+/// resourceVersion it was computed from, so a concurrent change of the finalizer list is a
+/// conflict, retried, and never overwritten.
+async fn with_finalizer(
+    api: &Api<Installation>,
+    installation: Arc<Installation>,
+) -> Result<Arc<Installation>, kube::Error> {
+    let has = installation
+        .finalizers()
+        .iter()
+        .any(|name| name == FINALIZER);
+    if has || installation.metadata.deletion_timestamp.is_some() {
+        return Ok(installation);
+    }
+    let mut finalizers = installation.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": installation.resource_version(),
+        }
+    });
+    let patched = api
+        .patch(
+            &installation.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(Arc::new(patched))
 }
 
 fn now() -> Time {
@@ -217,7 +259,7 @@ async fn sync(installation: &Installation, ctx: &Context) -> Result<(Action, boo
         controllers_status(workloads.deployments.first()),
         pools_status(&pool_report.conflicts, &pool_report.draining, pools.len()),
     ];
-    name_pod_problems(ctx, &mut components[..2]).await;
+    let look_again = name_pod_problems(ctx, &mut components[..2]).await;
     for status in &components {
         ctx.metrics
             .set_component(&status.name, State::of(status).name());
@@ -237,20 +279,32 @@ async fn sync(installation: &Installation, ctx: &Context) -> Result<(Action, boo
         .iter()
         .any(|status| State::of(status) != State::Available);
     Ok(if waiting {
-        (Action::requeue(Duration::from_secs(15)), false)
+        let wait = look_again.map_or(NOT_AVAILABLE_RECHECK, |wait| {
+            wait.min(NOT_AVAILABLE_RECHECK)
+        });
+        (Action::requeue(wait), false)
     } else {
         let steady = writes.is_empty() && !changed;
         (Action::requeue(ctx.settings.resync), steady)
     })
 }
 
-/// Appends to each workload component that is not available what keeps its pods from starting
-/// (looked up only then; see [`crate::diagnose`]). `components` are the node's and the
-/// controllers', in that order.
-async fn name_pod_problems(ctx: &Context, components: &mut [ComponentStatus]) {
+/// Appends to each workload component that is not available and whose rollout has stalled what
+/// keeps its pods from starting (looked up only then; see [`crate::progress`] and
+/// [`crate::diagnose`]). `components` are the node's and the controllers', in that order.
+/// Returns when a component still moving would count as stalled.
+async fn name_pod_problems(ctx: &Context, components: &mut [ComponentStatus]) -> Option<Duration> {
     let workloads = [NODE_AGENT_NAME, CONTROLLERS_NAME];
+    let now = Instant::now();
+    let mut look_again: Option<Duration> = None;
     for (status, workload) in components.iter_mut().zip(workloads) {
         if status.available {
+            ctx.progress.forget(workload);
+            continue;
+        }
+        let message = status.message.as_deref().unwrap_or_default();
+        if let Verdict::WaitFor(wait) = ctx.progress.observe(workload, message, now) {
+            look_again = Some(look_again.map_or(wait, |earlier| earlier.min(wait)));
             continue;
         }
         match crate::diagnose::workload_pod_problems(&ctx.client, workload).await {
@@ -263,6 +317,7 @@ async fn name_pod_problems(ctx: &Context, components: &mut [ComponentStatus]) {
             Err(error) => warn!(%error, workload, "looking up the pods of a component"),
         }
     }
+    look_again
 }
 
 async fn update_status(

@@ -33,6 +33,11 @@ use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 use crate::steady::Steady;
 
+/// How long the controller waits for more changes before it reconciles: a burst of watch events
+/// (a DaemonSet's status while its pods start) becomes one reconcile, yet a change is acted on,
+/// and the rollout's end reported, a moment after it happens.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
 /// How the operator process runs.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -214,6 +219,7 @@ async fn control(
         settings: options.settings.clone(),
         node_mtus: node_mtus.clone(),
         retries: Default::default(),
+        progress: Default::default(),
         steady: Default::default(),
     });
     let steady = ctx.steady.clone();
@@ -235,7 +241,7 @@ async fn control(
         Api::<Installation>::all(client.clone()),
         watcher::Config::default(),
     )
-    .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
+    .with_config(controller::Config::default().debounce(DEBOUNCE))
     .reconcile_all_on(stream::select(
         child_changes(&client, &steady),
         crate::node_mtu::watch(&client, node_mtus)
