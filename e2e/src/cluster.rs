@@ -125,6 +125,9 @@ impl LocalCluster {
             Some(path)
         };
 
+        let kwok_config = dir.join(args::KWOK_CONFIG);
+        std::fs::write(&kwok_config, args::KWOK_CONFIGURATION)
+            .map_err(|e| Error::io(&kwok_config, e))?;
         let command_lines = args::ControlPlaneArgs {
             dir: &dir,
             ports: &ports,
