@@ -4,14 +4,19 @@
 //! set-up, one pod namespace per pod, 100 pods sequential and 100 in parallel, ADD latency per pod
 //! and DEL latency per pod including the namespace deletion, the plugins' CPU time (user + sys)
 //! per 100 pods and their peak RSS. Rounds alternate between the plugins so background load hits
-//! all alike. weft runs twice: with weft-ipam in-process (its default) and with
-//! `"execIpam": true` (weft-ipam exec'd from CNI_PATH). Then weft's ADD is profiled under strace.
+//! all alike. weft is measured as it ships (the static musl build the agent image installs on
+//! nodes, like the references' static Go builds) and runs twice: with weft-ipam in-process (its
+//! default) and with `"execIpam": true` (weft-ipam exec'd from CNI_PATH). Then weft's ADD is
+//! profiled under strace, and process start is timed for each build, weft's dynamically linked
+//! host build included.
 //!
 //! Run as root: `cargo bench -p weft-cni --bench cni_vs_reference` (WEFT_BENCH_PODS, WEFT_BENCH_ROUNDS
-//! override 100 pods and 3 rounds; WEFT_CNI_PLUGINS_DIR names a prebuilt plugins directory).
+//! override 100 pods and 3 rounds; WEFT_CNI_PLUGINS_DIR names a prebuilt plugins directory,
+//! WEFT_CNI_STATIC_DIR prebuilt static weft plugins).
 
 mod plugin;
 mod profile;
+mod shipped;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +30,7 @@ const DEBIAN: &str = "ptp + host-local (Debian 1.1.1)";
 const CURRENT: &str = "ptp + host-local (v1.10.0)";
 const WEFT: &str = "weft + weft-ipam";
 const WEFT_EXEC: &str = "weft + exec'd weft-ipam";
+const WEFT_DYNAMIC: &str = "weft, dynamically linked host build";
 
 /// The containernetworking/plugins build of `e2e/versions.env` (built once per version into
 /// target/cni-plugins/), or the directory in `WEFT_CNI_PLUGINS_DIR`.
@@ -196,7 +202,10 @@ fn main() {
     let benchmarking = std::env::args().any(|arg| arg == "--bench");
     let count = env_number("WEFT_BENCH_PODS", if benchmarking { 100 } else { 5 });
     let rounds = env_number("WEFT_BENCH_ROUNDS", if benchmarking { 3 } else { 1 });
-    let weft = Path::new(env!("CARGO_BIN_EXE_weft"));
+    // The binaries the agent image installs on nodes; the smoke run takes the host build.
+    let host_build = Path::new(env!("CARGO_BIN_EXE_weft"));
+    let shipped = benchmarking.then(|| shipped::static_plugins().join("weft"));
+    let weft = shipped.as_deref().unwrap_or(host_build);
     // The references first: ratios are taken against each of them.
     let references = 2;
     let plugins = [
@@ -255,6 +264,7 @@ fn main() {
     if !benchmarking {
         println!("smoke run of the benchmark (cargo test): the numbers below are not measurements");
     }
+    println!("weft: {}", weft.display());
     println!(
         "pods per round: {count}, rounds: {rounds}, per-pod latency in ms (spawn to exit; DEL includes the namespace deletion); CPU = user + sys of the plugin processes for ADD + DEL of 100 pods"
     );
@@ -311,6 +321,16 @@ fn main() {
     if benchmarking {
         println!();
         profile::print(&plugins[2], &host, count);
-        profile::print_version_calls(&plugins[..3], &host);
+        let dynamic = Plugin::new(
+            WEFT_DYNAMIC,
+            host_build,
+            "weft-ipam",
+            "10.88.56.0/22",
+            "1.1.0",
+            false,
+        );
+        let mut version_calls: Vec<&Plugin> = plugins[..3].iter().collect();
+        version_calls.push(&dynamic);
+        profile::print_version_calls(&version_calls, &host);
     }
 }

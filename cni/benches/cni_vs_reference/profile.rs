@@ -173,7 +173,7 @@ fn plugin_data_dir(config: &str) -> String {
 
 /// Untraced process start: the median wall time of a VERSION call (exec, config read, answer,
 /// exit) of each plugin set's main plugin.
-pub fn print_version_calls(plugins: &[Plugin], host: &NamedNetns) {
+pub fn print_version_calls(plugins: &[&Plugin], host: &NamedNetns) {
     println!();
     println!(
         "Process start, untraced: median of {PODS} VERSION calls (exec, config read, answer, exit):"

@@ -14,7 +14,7 @@ use super::metrics::{growth_by, scrape, sum};
 use super::operators::Operator;
 use super::peak_rss_kib;
 
-/// No-op reconcile triggers per measurement, and their spacing (beyond weft's 0.5 s debounce).
+/// No-op reconcile triggers per measurement, and their spacing (beyond weft's 0.15 s debounce).
 pub const TRIGGERS: u64 = 20;
 const TRIGGER_SPACING: Duration = Duration::from_millis(800);
 /// Wait after Available before counting (status writes and late watches settle).

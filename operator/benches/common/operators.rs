@@ -175,12 +175,17 @@ impl Operator {
             Lifetime::BoundToThisProcess,
         )?;
         let weft = matches!(self, Self::Weft);
+        let group = installations.split_once('.').map_or("", |(_, group)| group);
+        let kind = GroupVersionKind::gvk(group, "v1", "Installation");
         poll(
             &format!("{} started", self.name()),
             Duration::from_secs(300),
             || async {
                 let serving = !weft || super::metrics::scrape(metrics_port).await.is_ok();
-                Ok((serving && crd_established(client, installations).await?).then_some(()))
+                // Established is not served yet: the Installation is applied through discovery.
+                let served = crd_established(client, installations).await?
+                    && kube::discovery::pinned_kind(client, &kind).await.is_ok();
+                Ok((serving && served).then_some(()))
             },
         )
         .await?;
