@@ -1,7 +1,8 @@
 //! Gathering the cluster facts defaulting needs: kubeadm's pod subnet, the nodes' pod CIDRs and
 //! the operator's own registry and version. The default pool's CIDR, once recorded in
 //! `status.computed`, is kept so nodes joining later never move it (a pool's CIDR is immutable).
-//! Also the Service CIDRs and node addresses validation checks pools against.
+//! Also the Service CIDRs and node addresses validation checks pools against. Both node facts come
+//! from one paged read of the Nodes per sync.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use k8s_openapi::api::networking::v1::ServiceCIDR;
@@ -53,23 +54,52 @@ async fn kubeadm_subnet(client: &Client) -> Result<Option<ipnet::IpNet>, kube::E
         .and_then(|text| weft_api::kubeadm_pod_subnet(text)))
 }
 
-async fn node_pod_cidrs(client: &Client) -> Result<Vec<ipnet::IpNet>, kube::Error> {
+/// What one paged read of every Node gives: their pod CIDRs (for the default pool) and
+/// addresses (which pools must not overlap).
+#[derive(Debug, Default)]
+struct NodeFacts {
+    pod_cidrs: Vec<ipnet::IpNet>,
+    addresses: Vec<std::net::IpAddr>,
+}
+
+/// The Nodes of the cluster, read at most once per sync however many facts need them.
+pub struct Nodes {
+    client: Client,
+    read: Option<NodeFacts>,
+}
+
+impl Nodes {
+    pub fn new(client: &Client) -> Self {
+        Self {
+            client: client.clone(),
+            read: None,
+        }
+    }
+
+    async fn facts(&mut self) -> Result<&NodeFacts, kube::Error> {
+        if self.read.is_none() {
+            self.read = Some(read_nodes(&self.client).await?);
+        }
+        Ok(self.read.get_or_insert_default())
+    }
+}
+
+async fn read_nodes(client: &Client) -> Result<NodeFacts, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let mut cidrs = Vec::new();
+    let mut facts = NodeFacts::default();
     let mut params = ListParams::default().limit(crate::LIST_PAGE);
     loop {
         let page = nodes.list(&params).await?;
-        cidrs.extend(page.items.iter().filter_map(|node| {
-            node.spec
-                .as_ref()?
-                .pod_cidr
-                .as_deref()?
-                .parse::<ipnet::IpNet>()
-                .ok()
-        }));
+        for node in &page.items {
+            let pod_cidr = node.spec.as_ref().and_then(|spec| spec.pod_cidr.as_deref());
+            facts
+                .pod_cidrs
+                .extend(pod_cidr.and_then(|cidr| cidr.parse::<ipnet::IpNet>().ok()));
+            facts.addresses.extend(node_addresses(node));
+        }
         match page.metadata.continue_.filter(|token| !token.is_empty()) {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(cidrs),
+            None => return Ok(facts),
         }
     }
 }
@@ -79,6 +109,7 @@ async fn node_pod_cidrs(client: &Client) -> Result<Vec<ipnet::IpNet>, kube::Erro
 pub async fn gather(
     client: &Client,
     installation: &Installation,
+    nodes: &mut Nodes,
 ) -> Result<ClusterFacts, kube::Error> {
     let mut facts = crate::prepare::offline_facts();
     let uses_default_pool = weft_api::defaults(&installation.spec, &facts)
@@ -95,7 +126,7 @@ pub async fn gather(
     }
     facts.kubeadm_pod_subnet = kubeadm_subnet(client).await?;
     if facts.kubeadm_pod_subnet.is_none() {
-        facts.node_pod_cidrs = node_pod_cidrs(client).await?;
+        facts.node_pod_cidrs = nodes.facts().await?.pod_cidrs.clone();
     }
     Ok(facts)
 }
@@ -114,6 +145,7 @@ fn node_addresses(node: &Node) -> impl Iterator<Item = std::net::IpAddr> + '_ {
 pub async fn networks(
     client: &Client,
     installation: &Installation,
+    nodes: &mut Nodes,
 ) -> Result<ClusterNetworks, kube::Error> {
     let status = installation.status.as_ref();
     let seen =
@@ -138,16 +170,6 @@ pub async fn networks(
                 .filter_map(|text| text.parse::<ipnet::IpNet>().ok()),
         );
     }
-    let nodes: Api<Node> = Api::all(client.clone());
-    let mut params = ListParams::default().limit(crate::LIST_PAGE);
-    loop {
-        let page = nodes.list(&params).await?;
-        networks
-            .node_addresses
-            .extend(page.items.iter().flat_map(node_addresses));
-        match page.metadata.continue_.filter(|token| !token.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(networks),
-        }
-    }
+    networks.node_addresses = nodes.facts().await?.addresses.clone();
+    Ok(networks)
 }

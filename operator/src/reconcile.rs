@@ -220,10 +220,11 @@ async fn apply(installation: &Installation, ctx: &Context) -> Result<Action, Err
 /// A full sync: gather, validate, render, apply, report. Also says whether it ended in steady
 /// state (nothing written, everything Available), which lets the next no-op reconcile skip it.
 async fn sync(installation: &Installation, ctx: &Context) -> Result<(Action, bool), Error> {
-    let facts = &crate::facts::gather(&ctx.client, installation)
+    let mut nodes = crate::facts::Nodes::new(&ctx.client);
+    let facts = &crate::facts::gather(&ctx.client, installation, &mut nodes)
         .await
         .map_err(Error::Facts)?;
-    let networks = crate::facts::networks(&ctx.client, installation)
+    let networks = crate::facts::networks(&ctx.client, installation, &mut nodes)
         .await
         .map_err(Error::Facts)?;
     let computed = match prepare(installation, facts, &networks) {

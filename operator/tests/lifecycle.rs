@@ -117,7 +117,8 @@ async fn assert_applied_equals_rendered(client: &Client) -> anyhow::Result<()> {
     let installation = Api::<Installation>::all(client.clone())
         .get("default")
         .await?;
-    let facts = weft_operator::facts::gather(client, &installation).await?;
+    let mut nodes = weft_operator::facts::Nodes::new(client);
+    let facts = weft_operator::facts::gather(client, &installation, &mut nodes).await?;
     let networks = weft_operator::validate::ClusterNetworks::default();
     let computed = prepare(&installation, &facts, &networks)?;
     let Rendered {
