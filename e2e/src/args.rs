@@ -136,7 +136,10 @@ impl ControlPlaneArgs<'_> {
             flag("kube-api-burst", 400),
             flag("concurrent-daemonset-syncs", 4),
             // kwok renews each node's Lease every quarter of its duration, like a kubelet.
-            flag("node-monitor-grace-period", format!("{NODE_LEASE_SECONDS}s")),
+            flag(
+                "node-monitor-grace-period",
+                format!("{NODE_LEASE_SECONDS}s"),
+            ),
         ]);
         args
     }
