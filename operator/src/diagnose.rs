@@ -129,18 +129,12 @@ pub async fn workload_pod_problems(
         .join(",");
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     // Pages, so that a DaemonSet rolling out on thousands of nodes is never held in memory whole.
-    let mut params = ListParams::default()
-        .labels(&selector)
-        .limit(crate::LIST_PAGE);
     let mut problems = Vec::new();
-    loop {
-        let page = pods.list(&params).await?;
-        problems.extend(page.items.iter().filter_map(pod_problem));
-        match page.metadata.continue_.filter(|token| !token.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(summarise(problems)),
-        }
-    }
+    crate::for_each_page(&pods, ListParams::default().labels(&selector), |page| {
+        problems.extend(page.iter().filter_map(pod_problem));
+    })
+    .await?;
+    Ok(summarise(problems))
 }
 
 fn summarise(mut problems: Vec<String>) -> Option<String> {

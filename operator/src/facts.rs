@@ -77,31 +77,28 @@ impl Nodes {
     }
 
     async fn facts(&mut self) -> Result<&NodeFacts, kube::Error> {
-        if self.read.is_none() {
-            self.read = Some(read_nodes(&self.client).await?);
-        }
-        Ok(self.read.get_or_insert_default())
+        let read = match self.read.take() {
+            Some(read) => read,
+            None => read_nodes(&self.client).await?,
+        };
+        Ok(self.read.insert(read))
     }
 }
 
 async fn read_nodes(client: &Client) -> Result<NodeFacts, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut facts = NodeFacts::default();
-    let mut params = ListParams::default().limit(crate::LIST_PAGE);
-    loop {
-        let page = nodes.list(&params).await?;
-        for node in &page.items {
+    crate::for_each_page(&nodes, ListParams::default(), |page| {
+        for node in &page {
             let pod_cidr = node.spec.as_ref().and_then(|spec| spec.pod_cidr.as_deref());
             facts
                 .pod_cidrs
                 .extend(pod_cidr.and_then(|cidr| cidr.parse::<ipnet::IpNet>().ok()));
             facts.addresses.extend(node_addresses(node));
         }
-        match page.metadata.continue_.filter(|token| !token.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(facts),
-        }
-    }
+    })
+    .await?;
+    Ok(facts)
 }
 
 /// The facts for `installation`. The cluster is only asked when the Installation relies on a
