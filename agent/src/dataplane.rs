@@ -10,6 +10,7 @@ use weft_api::{Encapsulation, IpamType};
 use weft_policy::model::{Cluster, NAMESPACE_NAME_LABEL, Namespace};
 use weft_policy::nft::{Ruleset, compile_for_node, diff as policy_diff};
 
+use crate::addresses;
 use crate::detect::{self, AddressMethod};
 use crate::kernel::netlink::{self as nl, EntryTable, KernelRoute, StaticEntry, VxlanSpec};
 use crate::kernel::{Kernel, KernelError, ethtool};
@@ -146,9 +147,10 @@ pub fn policy_cluster(view: &ClusterView, node: &str) -> (Cluster, BTreeSet<Stri
             )
         })
         .collect();
+    let holders = addresses::holders(&view.pods);
     let mut local = BTreeSet::new();
     let mut endpoints = Vec::with_capacity(view.pods.len());
-    for pod in view.pods.values() {
+    for (key, pod) in &view.pods {
         if pod.node == node {
             local.insert(pod.endpoint.key());
         }
@@ -161,7 +163,11 @@ pub fn policy_cluster(view: &ClusterView, node: &str) -> (Cluster, BTreeSet<Stri
                     pod.endpoint.namespace.clone(),
                 )]),
             });
-        endpoints.push(pod.endpoint.clone());
+        let mut endpoint = pod.endpoint.clone();
+        endpoint
+            .ips
+            .retain(|ip| holders.get(ip).is_some_and(|holder| holder == key));
+        endpoints.push(endpoint);
     }
     let policies = view
         .kubernetes_policies

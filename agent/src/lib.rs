@@ -2,6 +2,7 @@
 //! programs pod routes (direct or VXLAN), NAT and network policy on its node, and runs the
 //! cluster-wide IPAM garbage collection as `weft-agent controllers`.
 
+pub mod addresses;
 pub mod controllers;
 pub mod dataplane;
 pub mod detect;

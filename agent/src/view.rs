@@ -14,6 +14,8 @@ use weft_api::{
     NetworkPolicy, NodeAddressAutodetection,
 };
 use weft_policy::model::{Endpoint, Policy};
+
+use crate::addresses::AddressClaim;
 use weft_policy::selector::Selector;
 
 /// Annotation keys the agent publishes on its Node and reads on its peers'.
@@ -100,6 +102,7 @@ pub struct BlockView {
 pub struct PodView {
     pub node: String,
     pub endpoint: Endpoint,
+    pub claim: AddressClaim,
 }
 
 /// Everything watched, keyed by name (`namespace/name` for namespaced kinds).
@@ -252,7 +255,15 @@ pub fn pod_view(pod: &Pod) -> Option<PodView> {
     if endpoint.ips.is_empty() {
         return None;
     }
-    Some(PodView { node, endpoint })
+    let claim = AddressClaim {
+        live: pod.metadata.deletion_timestamp.is_none(),
+        created: pod.metadata.creation_timestamp.clone(),
+    };
+    Some(PodView {
+        node,
+        endpoint,
+        claim,
+    })
 }
 
 pub fn namespace_view(namespace: &Namespace) -> Option<BTreeMap<String, String>> {

@@ -1,16 +1,18 @@
 //! Policy enforced by the agents between real pods on different nodes: the seed's blue policy
 //! (weft NetworkPolicy), Kubernetes default-deny ingress and egress with allow-by-label, and
 //! a pod's egress policy governing its traffic to its own node while the node always reaches
-//! its pods.
+//! its pods, and policy that keeps following a pod whose address a deleted pod's object still
+//! reports.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy as KubeNetworkPolicy;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use weft_api::NetworkPolicy;
 
@@ -163,4 +165,88 @@ async fn kubernetes_default_deny_and_allow_by_label_across_nodes() {
         tcp_probe(&nodes.nodes[1].netns, nodes.pods[1].ip, 8080).is_some(),
         "the node reaches its pod whatever the policy"
     );
+}
+
+/// A deleted pod's object can outlive its sandbox (held by a finalizer, or a slow kubelet) and
+/// still report an address the node's IPAM has given to a new pod. Policy must keep being
+/// programmed on that node, and follow the pod that holds the address now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_pods_leftover_address_neither_stalls_nor_steers_policy() {
+    let mut nodes = NodeCluster::new(
+        shared_cluster().await,
+        &[1, 2],
+        "VXLANCrossSubnet",
+        "Enabled",
+    )
+    .await;
+    nodes.start_agents().await;
+    let server = nodes.add_pod(0, "server", &[("app", "server")]).await;
+    nodes.add_pod(1, "client", &[("app", "client")]).await;
+    serve_tcp(&server.netns, 8080);
+    assert!(tcp_probe_eventually(&nodes.pods[1].netns, server.ip, 8080, 25).is_some());
+
+    let pods: Api<Pod> = Api::namespaced(nodes.client.clone(), &nodes.namespace);
+    let leftover: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "leftover", "labels": {"app": "leftover"},
+                     "finalizers": ["weft.dev/test-hold"]},
+        "spec": {"nodeName": nodes.nodes[0].name, "containers": [{"name": "c", "image": "none:0"}],
+                 "tolerations": [{"operator": "Exists"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &leftover)
+        .await
+        .unwrap();
+    let status = json!({"status": {"phase": "Running", "podIP": server.ip.to_string(),
+                                   "podIPs": [{"ip": server.ip.to_string()}]}});
+    pods.patch_status("leftover", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    pods.delete("leftover", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // Both pods are selected: each would get a dispatch entry for the one address.
+    let api: Api<KubeNetworkPolicy> = Api::namespaced(nodes.client.clone(), &nodes.namespace);
+    let policy = |name: &str, spec: serde_json::Value| -> KubeNetworkPolicy {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+    };
+    api.create(
+        &PostParams::default(),
+        &policy(
+            "deny-ingress",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+        ),
+    )
+    .await
+    .unwrap();
+    settles(&nodes, "default-deny ingress programmed", false, || {
+        open(&nodes, 1, 0, 8080)
+    })
+    .await;
+    // Allowed for the server only: the address must lead to the server's rules, not the
+    // leftover's.
+    api.create(
+        &PostParams::default(),
+        &policy(
+            "allow-client",
+            json!({"podSelector": {"matchLabels": {"app": "server"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    settles(&nodes, "client allowed to the server", true, || {
+        open(&nodes, 1, 0, 8080)
+    })
+    .await;
+    let log = nodes.agent_log(0);
+    assert!(
+        !log.contains("sync failed"),
+        "node 0's agent failed a sync:\n{log}"
+    );
+
+    let release = json!({"metadata": {"finalizers": null}});
+    pods.patch("leftover", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .unwrap();
 }

@@ -173,3 +173,44 @@ spec:
     );
     assert_eq!(policy_chain[3], "accept");
 }
+
+#[test]
+fn two_endpoints_reporting_one_address_get_one_dispatch_entry() {
+    let mut cluster = cluster_with(A_FROM_RED);
+    // x/b reports x/a's address too (as a deleted pod's object can while its address is handed
+    // out again), and is selected by the same policy: both have an ingress chain.
+    let shared = cluster
+        .endpoints
+        .iter()
+        .find(|e| e.key() == "x/a")
+        .unwrap()
+        .ips
+        .clone();
+    let b = cluster
+        .endpoints
+        .iter_mut()
+        .find(|e| e.key() == "x/b")
+        .unwrap();
+    b.ips = shared;
+    b.labels.insert("pod".into(), "a".into());
+    let ruleset = compile(&cluster, TABLE);
+    let dispatch = &ruleset.sets["ingress_v4"].elements;
+    assert_eq!(dispatch.len(), 1, "{dispatch:?}");
+    assert!(
+        dispatch
+            .iter()
+            .next()
+            .unwrap()
+            .starts_with("10.250.1.1 : jump ep_"),
+        "{dispatch:?}"
+    );
+    assert_eq!(
+        ruleset
+            .chains
+            .keys()
+            .filter(|name| name.starts_with("ep_") && name.ends_with("_in"))
+            .count(),
+        2,
+        "both endpoints keep their chains"
+    );
+}

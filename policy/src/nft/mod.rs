@@ -283,7 +283,10 @@ fn add_endpoint_chains(
         local.is_none_or(|keys| keys.contains(&endpoint.key()))
     };
     for direction in [Direction::Ingress, Direction::Egress] {
-        let mut dispatch: BTreeMap<Family, BTreeSet<String>> = BTreeMap::new();
+        // One entry per address: nft rejects a map transaction holding a key twice, and two
+        // endpoints can report one address for a moment (a deleted pod's address handed out
+        // again before its object is gone). The first endpoint in order keeps it.
+        let mut dispatch: BTreeMap<IpAddr, String> = BTreeMap::new();
         for endpoint in cluster.endpoints.iter().filter(enforced) {
             let applying: Vec<&&Policy> = ordered
                 .iter()
@@ -300,19 +303,21 @@ fn add_endpoint_chains(
             rules.push("drop".into());
             let chain = endpoint_chain_name(&endpoint.key(), direction);
             for ip in &endpoint.ips {
-                dispatch
-                    .entry(Family::of(ip))
-                    .or_default()
-                    .insert(format!("{ip} : jump {chain}"));
+                dispatch.entry(*ip).or_insert_with(|| chain.clone());
             }
             chains.insert(chain, Chain { hook: None, rules });
         }
         for family in Family::BOTH {
+            let elements = dispatch
+                .iter()
+                .filter(|(ip, _)| Family::of(ip) == family)
+                .map(|(ip, chain)| format!("{ip} : jump {chain}"))
+                .collect();
             sets.insert(
                 dispatch_map_name(direction, family),
                 NamedSet {
                     declaration: format!("type {} : verdict;", family.address_type()),
-                    elements: dispatch.remove(&family).unwrap_or_default(),
+                    elements,
                 },
             );
         }
