@@ -51,6 +51,30 @@ echo "conformance: $suite ran in $((SECONDS - started))s (exit $status), log $re
 grep -E '^(Ran [0-9]+ of|FAIL!|SUCCESS!|PASS|FAIL)' "$report/e2e.log" | tail -n 3 >&2 || true
 grep -E '^\s*\[FAIL\]' "$report/e2e.log" | sort -u >&2 || true
 
+# On failure, what went wrong and what the cluster saw meanwhile, short enough to read at the
+# end of a CI log: the failed checks' reasons, the wrong probes (BLOCKED: connectivity expected;
+# ALLOWED: policy not enforced), containers that restarted, and each weft pod's warnings.
+if [ "$status" -ne 0 ]; then
+  kubectl=$(bash "$kind_dir/../scripts/build-control-plane.sh" | tail -n 1)/kubectl
+  k() { "$kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+  log=$report/e2e.log
+  echo "conformance: reasons (count, first 160 characters):" >&2
+  grep -hE '^\s*\[FAILED\]' "$log" | grep -v -F '[FAILED] in [' | sed -E 's/^\s*\[FAILED\] *//' | cut -c1-160 |
+    sort | uniq -c | sort -rn | head -n 5 >&2 || true
+  echo "conformance: wrong probes: $(grep -c 'instead BLOCKED' "$log") expected allowed but blocked," \
+    "$(grep -c 'instead ALLOWED' "$log") expected blocked but allowed; first ones:" >&2
+  grep -hoE 'Validation of .* FAILED' "$log" | head -n 3 >&2 || true
+  echo "conformance: containers that restarted:" >&2
+  k get pods -A --no-headers -o custom-columns='NS:.metadata.namespace,POD:.metadata.name,NODE:.spec.nodeName,RESTARTS:.status.containerStatuses[*].restartCount' |
+    awk '{ n = split($4, r, ","); for (i = 1; i <= n; i++) if (r[i] > 0) { print "  " $0; break } }' >&2 || true
+  for pod in $(k -n weft-system get pods -o name); do
+    echo "conformance: ${pod#pod/} on $(k -n weft-system get "$pod" -o jsonpath='{.spec.nodeName}'), warnings:" >&2
+    k -n weft-system logs "$pod" 2>/dev/null | grep -E ' (WARN|ERROR) ' |
+      sed -E 's/^[^ ]+ +//; s/(resource version: )[0-9]+ \([0-9]+\)/\1N/' | cut -c1-160 |
+      sort | uniq -c | sort -rn | head -n 3 >&2 || true
+  done
+fi
+
 # Image pulls containerd logged, except those from the unserved registry address of ours that
 # kind-suite's diagnosis uses on purpose (they never leave the machine).
 pulled="journalctl -u containerd --no-pager | grep 'level=info msg=.PullImage ' | grep -v -F '$OUTSIDE_IP:'"

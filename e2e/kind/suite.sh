@@ -31,6 +31,17 @@ finish() {
 }
 
 if [ -f "$KUBECONFIG_FILE" ]; then bash "$kind_dir/down.sh"; fi
+# The cluster's nodes take about 9 GiB of Docker's disk; without it, containers fail to start
+# half-way through the suites with errors that hide the cause.
+need_gib=${WEFT_E2E_DISK_GIB:-12}
+docker_root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)
+free_gib=$(df -P -BG "$(dirname "$docker_root")" | awk 'NR == 2 { sub("G", "", $4); print $4 }')
+log "disk: ${free_gib} GiB free for $docker_root"
+if [ "$free_gib" -lt "$need_gib" ]; then
+  log "FAILED: the kind cluster needs about $need_gib GiB free on $docker_root's disk and has" \
+    "$free_gib GiB (free some: cargo clean, docker system prune; WEFT_E2E_DISK_GIB changes the need)"
+  exit 1
+fi
 trap finish EXIT
 cargo build --quiet -p weftctl -p weft-e2e --bin weftctl --bin kind-suite
 step "e2e-up" bash "$kind_dir/up.sh" >/dev/null
