@@ -152,7 +152,7 @@ pub fn policy_cluster(view: &ClusterView, node: &str) -> (Cluster, BTreeSet<Stri
     let mut endpoints = Vec::with_capacity(view.pods.len());
     for (key, pod) in &view.pods {
         if pod.node == node {
-            local.insert(pod.endpoint.key());
+            local.insert(key.clone());
         }
         namespaces
             .entry(pod.endpoint.namespace.clone())

@@ -14,9 +14,9 @@ use weft_api::{
     NetworkPolicy, NodeAddressAutodetection,
 };
 use weft_policy::model::{Endpoint, Policy};
+use weft_policy::selector::Selector;
 
 use crate::addresses::AddressClaim;
-use weft_policy::selector::Selector;
 
 /// Annotation keys the agent publishes on its Node and reads on its peers'.
 pub mod annotations {

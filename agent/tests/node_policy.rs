@@ -23,6 +23,16 @@ async fn settles(nodes: &NodeCluster, what: &str, expected: bool, probe: impl Fn
         .await;
 }
 
+/// Creates the Kubernetes NetworkPolicy `name` with `spec` in the test namespace.
+async fn create_kube_policy(nodes: &NodeCluster, name: &str, spec: serde_json::Value) {
+    let policy: KubeNetworkPolicy =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+    Api::<KubeNetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap_or_else(|error| panic!("create NetworkPolicy {name}: {error}"));
+}
+
 fn open(nodes: &NodeCluster, from: usize, to: usize, port: u16) -> bool {
     tcp_probe(&nodes.pods[from].netns, nodes.pods[to].ip, port).is_some()
 }
@@ -105,48 +115,35 @@ async fn kubernetes_default_deny_and_allow_by_label_across_nodes() {
     serve_tcp(&server.netns, 8080);
     serve_tcp(&nodes.pods[1].netns, 8080);
     assert!(tcp_probe_eventually(&nodes.pods[2].netns, server.ip, 8080, 25).is_some());
-    let api: Api<KubeNetworkPolicy> = Api::namespaced(nodes.client.clone(), &nodes.namespace);
-    let policy = |name: &str, spec: serde_json::Value| -> KubeNetworkPolicy {
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
-    };
-    api.create(
-        &PostParams::default(),
-        &policy(
-            "deny-ingress",
-            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
-        ),
+    create_kube_policy(
+        &nodes,
+        "deny-ingress",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
     )
-    .await
-    .unwrap();
+    .await;
     settles(&nodes, "default-deny ingress", false, || {
         open(&nodes, 2, 0, 8080)
     })
     .await;
-    api.create(
-        &PostParams::default(),
-        &policy(
-            "allow-client",
-            json!({"podSelector": {"matchLabels": {"app": "server"}},
+    create_kube_policy(
+        &nodes,
+        "allow-client",
+        json!({"podSelector": {"matchLabels": {"app": "server"}},
             "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
-        ),
     )
-    .await
-    .unwrap();
+    .await;
     settles(&nodes, "client allowed by label", true, || {
         open(&nodes, 1, 0, 8080)
     })
     .await;
     assert!(!open(&nodes, 2, 0, 8080), "other is still denied");
     // Default-deny egress for the client: it can reach neither the server nor its own node.
-    api.create(
-        &PostParams::default(),
-        &policy(
-            "deny-egress",
-            json!({"podSelector": {"matchLabels": {"app": "client"}}, "policyTypes": ["Egress"]}),
-        ),
+    create_kube_policy(
+        &nodes,
+        "deny-egress",
+        json!({"podSelector": {"matchLabels": {"app": "client"}}, "policyTypes": ["Egress"]}),
     )
-    .await
-    .unwrap();
+    .await;
     settles(&nodes, "client egress denied", false, || {
         open(&nodes, 1, 0, 8080)
     })
@@ -206,35 +203,25 @@ async fn a_deleted_pods_leftover_address_neither_stalls_nor_steers_policy() {
         .unwrap();
 
     // Both pods are selected: each would get a dispatch entry for the one address.
-    let api: Api<KubeNetworkPolicy> = Api::namespaced(nodes.client.clone(), &nodes.namespace);
-    let policy = |name: &str, spec: serde_json::Value| -> KubeNetworkPolicy {
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
-    };
-    api.create(
-        &PostParams::default(),
-        &policy(
-            "deny-ingress",
-            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
-        ),
+    create_kube_policy(
+        &nodes,
+        "deny-ingress",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
     )
-    .await
-    .unwrap();
+    .await;
     settles(&nodes, "default-deny ingress programmed", false, || {
         open(&nodes, 1, 0, 8080)
     })
     .await;
     // Allowed for the server only: the address must lead to the server's rules, not the
     // leftover's.
-    api.create(
-        &PostParams::default(),
-        &policy(
-            "allow-client",
-            json!({"podSelector": {"matchLabels": {"app": "server"}},
+    create_kube_policy(
+        &nodes,
+        "allow-client",
+        json!({"podSelector": {"matchLabels": {"app": "server"}},
             "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
-        ),
     )
-    .await
-    .unwrap();
+    .await;
     settles(&nodes, "client allowed to the server", true, || {
         open(&nodes, 1, 0, 8080)
     })

@@ -55,7 +55,7 @@ grep -E '^\s*\[FAIL\]' "$report/e2e.log" | sort -u >&2 || true
 # end of a CI log: the failed checks' reasons, the wrong probes (BLOCKED: connectivity expected;
 # ALLOWED: policy not enforced), containers that restarted, and each weft pod's warnings.
 if [ "$status" -ne 0 ]; then
-  kubectl=$(bash "$kind_dir/../scripts/build-control-plane.sh" | tail -n 1)/kubectl
+  kubectl=${WEFT_CONTROL_PLANE_BIN:-$(bash "$kind_dir/../scripts/build-control-plane.sh" | tail -n 1)}/kubectl
   k() { "$kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
   log=$report/e2e.log
   echo "conformance: reasons (count, first 160 characters):" >&2
