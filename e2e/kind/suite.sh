@@ -33,9 +33,15 @@ finish() {
 if [ -f "$KUBECONFIG_FILE" ]; then bash "$kind_dir/down.sh"; fi
 # The cluster's nodes take about 9 GiB of Docker's disk; without it, containers fail to start
 # half-way through the suites with errors that hide the cause.
+# Docker must be installed and running to say where its disk is (a fresh machine has neither).
 need_gib=${WEFT_E2E_DISK_GIB:-12}
-docker_root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)
-free_gib=$(df -P -BG "$(dirname "$docker_root")" | awk 'NR == 2 { sub("G", "", $4); print $4 }')
+bash "$kind_dir/docker.sh" up
+docker_root=$(docker info --format '{{.DockerRootDir}}')
+if [ ! -d "$docker_root" ]; then
+  log "FAILED: docker info names '$docker_root' as Docker's root directory, which does not exist"
+  exit 1
+fi
+free_gib=$(df -P -BG "$docker_root" | awk 'NR == 2 { sub("G", "", $4); print $4 }')
 log "disk: ${free_gib} GiB free for $docker_root"
 if [ "$free_gib" -lt "$need_gib" ]; then
   log "FAILED: the kind cluster needs about $need_gib GiB free on $docker_root's disk and has" \
