@@ -33,6 +33,40 @@ async fn create_kube_policy(nodes: &NodeCluster, name: &str, spec: serde_json::V
         .unwrap_or_else(|error| panic!("create NetworkPolicy {name}: {error}"));
 }
 
+/// Two nodes, one per underlay subnet, with their agents running (VXLANCrossSubnet, NAT on).
+async fn nodes_in_two_subnets() -> NodeCluster {
+    let mut nodes = NodeCluster::new(
+        shared_cluster().await,
+        &[1, 2],
+        "VXLANCrossSubnet",
+        "Enabled",
+    )
+    .await;
+    nodes.start_agents().await;
+    nodes
+}
+
+/// Kubernetes default-deny ingress for every pod of the test namespace.
+async fn deny_all_ingress(nodes: &NodeCluster) {
+    create_kube_policy(
+        nodes,
+        "deny-ingress",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+    )
+    .await;
+}
+
+/// Lets pods labelled app=client into pods labelled app=server.
+async fn allow_client_to_server(nodes: &NodeCluster) {
+    create_kube_policy(
+        nodes,
+        "allow-client",
+        json!({"podSelector": {"matchLabels": {"app": "server"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
+    )
+    .await;
+}
+
 fn open(nodes: &NodeCluster, from: usize, to: usize, port: u16) -> bool {
     tcp_probe(&nodes.pods[from].netns, nodes.pods[to].ip, port).is_some()
 }
@@ -101,37 +135,19 @@ async fn the_blue_policy_holds_between_pods_on_different_nodes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubernetes_default_deny_and_allow_by_label_across_nodes() {
-    let mut nodes = NodeCluster::new(
-        shared_cluster().await,
-        &[1, 2],
-        "VXLANCrossSubnet",
-        "Enabled",
-    )
-    .await;
-    nodes.start_agents().await;
+    let mut nodes = nodes_in_two_subnets().await;
     let server = nodes.add_pod(0, "server", &[("app", "server")]).await;
     nodes.add_pod(1, "client", &[("app", "client")]).await;
     nodes.add_pod(1, "other", &[("app", "other")]).await;
     serve_tcp(&server.netns, 8080);
     serve_tcp(&nodes.pods[1].netns, 8080);
     assert!(tcp_probe_eventually(&nodes.pods[2].netns, server.ip, 8080, 25).is_some());
-    create_kube_policy(
-        &nodes,
-        "deny-ingress",
-        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
-    )
-    .await;
+    deny_all_ingress(&nodes).await;
     settles(&nodes, "default-deny ingress", false, || {
         open(&nodes, 2, 0, 8080)
     })
     .await;
-    create_kube_policy(
-        &nodes,
-        "allow-client",
-        json!({"podSelector": {"matchLabels": {"app": "server"}},
-            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
-    )
-    .await;
+    allow_client_to_server(&nodes).await;
     settles(&nodes, "client allowed by label", true, || {
         open(&nodes, 1, 0, 8080)
     })
@@ -169,14 +185,7 @@ async fn kubernetes_default_deny_and_allow_by_label_across_nodes() {
 /// programmed on that node, and follow the pod that holds the address now.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_pods_leftover_address_neither_stalls_nor_steers_policy() {
-    let mut nodes = NodeCluster::new(
-        shared_cluster().await,
-        &[1, 2],
-        "VXLANCrossSubnet",
-        "Enabled",
-    )
-    .await;
-    nodes.start_agents().await;
+    let mut nodes = nodes_in_two_subnets().await;
     let server = nodes.add_pod(0, "server", &[("app", "server")]).await;
     nodes.add_pod(1, "client", &[("app", "client")]).await;
     serve_tcp(&server.netns, 8080);
@@ -203,25 +212,14 @@ async fn a_deleted_pods_leftover_address_neither_stalls_nor_steers_policy() {
         .unwrap();
 
     // Both pods are selected: each would get a dispatch entry for the one address.
-    create_kube_policy(
-        &nodes,
-        "deny-ingress",
-        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
-    )
-    .await;
+    deny_all_ingress(&nodes).await;
     settles(&nodes, "default-deny ingress programmed", false, || {
         open(&nodes, 1, 0, 8080)
     })
     .await;
     // Allowed for the server only: the address must lead to the server's rules, not the
     // leftover's.
-    create_kube_policy(
-        &nodes,
-        "allow-client",
-        json!({"podSelector": {"matchLabels": {"app": "server"}},
-            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
-    )
-    .await;
+    allow_client_to_server(&nodes).await;
     settles(&nodes, "client allowed to the server", true, || {
         open(&nodes, 1, 0, 8080)
     })
