@@ -118,6 +118,9 @@ pub struct ClusterView {
     pub weft_policies: BTreeMap<String, Policy>,
     pub global_policies: BTreeMap<String, Policy>,
     pub synced: BTreeSet<Kind>,
+    /// Kinds whose watch failed and has delivered nothing since: their map may miss changes
+    /// (set on a watch error, cleared by the next list or event that reaches the view).
+    pub stale: BTreeSet<Kind>,
     /// Bumped on every change of a kind that shapes routing (see [`Kind::shapes_routing`]).
     pub routing_generation: u64,
     /// Bumped on every change of a kind that only policy reads.
@@ -127,6 +130,11 @@ pub struct ClusterView {
 impl ClusterView {
     pub fn all_synced(&self) -> bool {
         Kind::ALL.iter().all(|kind| self.synced.contains(kind))
+    }
+
+    /// Whether the map of `kind` is complete and current: listed once, no watch error since.
+    pub fn fresh(&self, kind: Kind) -> bool {
+        self.synced.contains(&kind) && !self.stale.contains(&kind)
     }
 
     pub fn installation(&self) -> Option<&InstallationView> {

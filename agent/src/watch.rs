@@ -33,6 +33,7 @@ impl Shared {
         {
             let mut view = self.view();
             change(&mut view);
+            view.stale.remove(&kind);
             if kind.shapes_routing() {
                 view.routing_generation += 1;
             } else {
@@ -99,7 +100,11 @@ async fn watch_into<K, V>(
                     slot(view).remove(&name);
                 });
             }
-            Err(error) => tracing::warn!(?kind, %error, "watch failed; retrying with backoff"),
+            Err(error) => {
+                tracing::warn!(?kind, %error, "watch failed; retrying with backoff");
+                // Until it delivers again, the map may miss changes (IPAM GC waits for it).
+                shared.view().stale.insert(kind);
+            }
         }
     }
 }
