@@ -14,15 +14,20 @@
 //! - named sets of addresses per endpoint selector (`sel_*_v4`/`_v6`) and of address . port per
 //!   named port (`np_*`), so a pod joining a selector is one element add, not a reload.
 //!
+//! - for a node, the workload guard ([`Guard`], see `guard.rs`): traffic of a pod the agent has
+//!   not programmed, or sent from an address that is not its own, is dropped first.
+//!
 //! [`Ruleset::full_script`] replaces the table in one transaction; [`diff`] gives the commands
 //! from one state to the next, also one transaction.
 
+mod guard;
 mod rules;
 mod script;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+pub use guard::{Guard, endpoint_set_name};
 pub use script::{Change, diff};
 
 use crate::eval::{applies_to, set_contains};
@@ -56,7 +61,7 @@ pub struct Ruleset {
 
 /// An address family of the dataplane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Family {
+pub enum Family {
     V4,
     V6,
 }
@@ -164,6 +169,26 @@ pub fn compile(cluster: &Cluster, table: &str) -> Ruleset {
 pub fn compile_for_node(cluster: &Cluster, table: &str, local: &BTreeSet<String>) -> Ruleset {
     let mut ruleset = compile_scoped(cluster, table, Some(local));
     add_host_chain(&mut ruleset.chains);
+    ruleset
+}
+
+/// [`compile_for_node`] with the workload guard: only the pods bound in `guard` send or receive
+/// anything on a workload interface, and only from and to their own addresses.
+pub fn compile_guarded(
+    cluster: &Cluster,
+    table: &str,
+    local: &BTreeSet<String>,
+    guard: &Guard,
+) -> Ruleset {
+    let mut ruleset = compile_for_node(cluster, table, local);
+    for (name, from, to) in [("egress", true, true), ("egress_host", true, false)] {
+        if let Some(chain) = ruleset.chains.get_mut(name) {
+            let mut rules = guard::entry_rules(guard, from, to);
+            rules.append(&mut chain.rules);
+            chain.rules = rules;
+        }
+    }
+    guard::add_guard(guard, &mut ruleset.chains, &mut ruleset.sets);
     ruleset
 }
 
