@@ -76,10 +76,25 @@ mod tests {
         }
     }
 
+    /// Whether /proc/locks lists a caller blocked on the `flock` of inode `ino` (a waiting
+    /// caller is shown as `-> FLOCK ...` under the lock it waits for).
+    fn blocked_on(ino: u64) -> bool {
+        let locks = std::fs::read_to_string("/proc/locks").expect("read /proc/locks");
+        locks.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"->")
+                && fields.get(2) == Some(&"FLOCK")
+                && fields
+                    .iter()
+                    .any(|field| field.rsplit(':').next() == Some(&ino.to_string()))
+        })
+    }
+
     #[test]
     fn a_second_caller_waits_until_the_first_releases() {
         let dir = tempfile::tempdir().unwrap();
         let first = AttachmentLock::acquire(dir.path(), &attachment("a")).unwrap();
+        let held = std::fs::metadata(&first.path).unwrap().ino();
         // Another attachment is independent.
         drop(AttachmentLock::acquire(dir.path(), &attachment("b")).unwrap());
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -89,12 +104,29 @@ mod tests {
             sender.send(()).unwrap();
             lock
         });
-        // The waiter cannot report before the first lock goes: the channel is empty until then.
-        assert!(receiver.try_recv().is_err());
+        // The first lock is released only once the kernel shows the waiter blocked on it, so
+        // the waiter provably waited; a waiter that got through while the first lock was held
+        // fails here instead.
+        loop {
+            assert!(
+                receiver.try_recv().is_err(),
+                "the waiter took the lock while the first caller held it"
+            );
+            if blocked_on(held) {
+                break;
+            }
+            std::thread::yield_now();
+        }
         first.remove();
         receiver.recv().unwrap();
         let second = waiter.join().unwrap();
         assert!(second.path.is_file(), "the waiter locked a fresh file");
+        // The waiter now holds the lock: nobody else gets it.
+        let other = File::open(&second.path).unwrap();
+        assert!(
+            matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            "the waiter's lock is exclusive"
+        );
         second.remove();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
