@@ -1,10 +1,12 @@
 //! ADDs that race, die or get nonsense back leave exactly one working interface and one address,
 //! or nothing: two ADDs of one attachment at once, an ADD killed after it created the veth pair
-//! and then retried, and an exec'd IPAM plugin whose ADD result cannot be used.
+//! and before it finished (checked, not assumed) and then retried, and an exec'd IPAM plugin
+//! whose ADD result cannot be used.
 
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
 
 use common::*;
 use serde_json::json;
@@ -96,26 +98,73 @@ fn two_adds_of_one_attachment_at_once_leave_one_interface_and_one_address() {
     }
 }
 
+/// Whether the pod end of an attachment has its default route: the last step of ADD's wiring.
+fn pod_is_wired(pod: &weft_cni::netns::NamedNetns) -> bool {
+    in_pod(pod, |netlink| {
+        let Some(link) = netlink.link_by_name("eth0").unwrap() else {
+            return false;
+        };
+        netlink
+            .routes(false, link.index)
+            .unwrap()
+            .iter()
+            .any(|route| route.destination.prefix_len() == 0)
+    })
+}
+
+/// How many fresh attachments to try before giving up on landing a kill inside an ADD.
+const KILL_ATTEMPTS: usize = 20;
+
 #[test]
 fn add_killed_after_creating_the_pair_then_retried_leaks_nothing() {
     let bed = Bed::new("rekill", "10.88.19.0/24");
-    let pod = bed.pod(0);
-    let container = bed.container_id(0);
-    let netns = pod.path().to_str().unwrap().to_owned();
     let config = bed.config.to_string();
-    let host = host_name(&container);
-    let mut first = bed.spawn(WEFT, &add_env(&container, &netns), config.as_bytes());
-    // Kill it as soon as its host end exists.
-    let mut seen = false;
-    for _ in 0..100_000 {
-        if bed.on_host(|netlink| netlink.link_by_name(&host).unwrap().is_some()) {
-            seen = true;
+    // The kill must land after the pair exists and before the wiring ends. Watching for the host
+    // end races the ADD, so each attempt checks where its kill landed: an ADD that got to the end
+    // first (it exited by itself, or its pod already has its default route) proves nothing about
+    // a half-done ADD; it is removed and a fresh attachment is tried.
+    let mut landed = None;
+    for attempt in 0..KILL_ATTEMPTS {
+        let pod = bed.pod(attempt);
+        let container = bed.container_id(attempt);
+        let netns = pod.path().to_str().unwrap().to_owned();
+        let host = host_name(&container);
+        let mut first = bed.spawn(WEFT, &add_env(&container, &netns), config.as_bytes());
+        let pid = first.id() as i32;
+        // One netlink socket polled in a tight loop; the kill is sent from the loop the moment
+        // the host end shows up.
+        let watched = host.clone();
+        let seen = bed.on_host(move |netlink| {
+            for _ in 0..1_000_000 {
+                if netlink.link_by_name(&watched).unwrap().is_some() {
+                    // SAFETY: kill on our own child, not yet reaped.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    return true;
+                }
+            }
+            false
+        });
+        let _ = first.kill();
+        let status = first.wait().unwrap();
+        assert!(seen, "the ADD never created {host}");
+        if status.signal() == Some(libc::SIGKILL) && !pod_is_wired(&pod) {
+            println!("attempt {attempt}: killed inside the ADD");
+            landed = Some((pod, container, host));
             break;
         }
+        bed.call("DEL", &container, Some(pod.path()), json!({}))
+            .expect_ok();
+        bed.on_host(|netlink| {
+            if let Some(link) = netlink.link_by_name(&host).unwrap() {
+                netlink.delete_link(link.index).unwrap();
+            }
+        });
+        pod.delete().unwrap();
     }
-    first.kill().unwrap();
-    first.wait().unwrap();
-    assert!(seen, "the first ADD never created {host}");
+    let (pod, container, host) = landed.unwrap_or_else(|| {
+        panic!("in {KILL_ATTEMPTS} attempts, no kill landed between the pair's creation and the end of the ADD")
+    });
+    let netns = pod.path().to_str().unwrap().to_owned();
     assert_eq!(
         host_ends(&bed),
         std::slice::from_ref(&host),
