@@ -18,7 +18,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::signal::unix::{SignalKind, signal};
 use weft_api::{IpPool, IpamBlock};
 
-use crate::health::{self, Ready};
+use crate::health::{self, Health};
 use crate::metrics::Metrics;
 
 /// The Lease the replicas compete for.
@@ -133,8 +133,9 @@ pub async fn run(settings: ControllerSettings) -> Result<(), ControllerError> {
         .await
         .map_err(ControllerError::Client)?;
     let metrics = Metrics::new();
-    let ready = Ready::default();
-    health::serve(settings.health, ready.clone(), metrics.clone())
+    // Liveness of the controllers is the process serving: their loop waits on the Lease.
+    let health = Health::new(std::time::Duration::MAX);
+    health::serve(settings.health, health.clone(), metrics.clone())
         .await
         .map_err(ControllerError::Health)?;
     let election = |message: String| ControllerError::Election {
@@ -151,7 +152,7 @@ pub async fn run(settings: ControllerSettings) -> Result<(), ControllerError> {
         .await
         .map_err(|error| election(error.to_string()))?;
     let (mut leading, lease_task) = manager.watch().await;
-    ready.set();
+    health.set_ready();
     let mut collector = Collector {
         client: client.clone(),
         recorder: Recorder::new(

@@ -1,28 +1,33 @@
 //! Programs the node from the view: the VXLAN device, routes, neighbour and FDB entries, the
 //! NAT table and the policy table. Each part is desired state computed purely, compared with
 //! what the kernel (or the last apply) holds, and changed by the difference only.
+//!
+//! Faults are isolated: each part is programmed whatever happened to the others (policy is
+//! never held back by a route the kernel refuses), an object that cannot be trusted is refused
+//! by itself (see [`crate::trust`]) and a peer whose routes the kernel refuses costs only its
+//! own routes (see [`crate::route_sync`]). What failed is in the [`SyncReport`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ipnet::Ipv4Net;
 use weft_api::{Encapsulation, IpamType};
-use weft_policy::model::{Cluster, NAMESPACE_NAME_LABEL, Namespace};
-use weft_policy::nft::{Ruleset, compile_for_node, diff as policy_diff};
 
-use crate::addresses;
 use crate::detect::{self, AddressMethod};
-use crate::kernel::netlink::{self as nl, EntryTable, KernelRoute, StaticEntry, VxlanSpec};
-use crate::kernel::{Kernel, KernelError, ethtool};
+use crate::kernel::netlink as nl;
+use crate::kernel::{Kernel, KernelError};
 use crate::metrics::Metrics;
 use crate::nat::{self, NatState};
-use crate::routes::{self, LocalNode, Peer, PodRange, VXLAN_DEVICE, VXLAN_OVERHEAD};
+use crate::policy_sync::PolicySync;
+use crate::route_sync::{self, Owners, PeerRetry};
+use crate::routes::{self, LocalNode, PodRange, VXLAN_DEVICE, VXLAN_OVERHEAD};
+use crate::trust::{self, Refusal};
 use crate::view::ClusterView;
+use crate::vxlan;
 
-/// The table the agent's policy lives in.
-pub const POLICY_TABLE: &str = "weft_policy";
+pub use crate::policy_sync::POLICY_TABLE;
 
-/// Why a sync failed.
+/// Why a step of the node's own dataplane failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error(transparent)]
@@ -64,13 +69,50 @@ impl Scope {
     };
 }
 
-/// What one sync did, for logs and tests.
+/// A part of this node's own dataplane; a fault in one leaves the others programmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    Address,
+    Forwarding,
+    Vxlan,
+    Routes,
+    Nat,
+    Policy,
+}
+
+impl Part {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Address => "address",
+            Part::Forwarding => "forwarding",
+            Part::Vxlan => "vxlan",
+            Part::Routes => "routes",
+            Part::Nat => "nat",
+            Part::Policy => "policy",
+        }
+    }
+}
+
+/// What one sync did and what it could not do, for logs, Events, metrics and readiness.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     pub routes_changed: usize,
     pub entries_changed: usize,
     pub policy_lines: usize,
     pub unreachable: Vec<(Ipv4Net, String)>,
+    /// Objects the agent does not route by (untrusted blocks, Nodes with a bad address).
+    pub refused: Vec<Refusal>,
+    /// Peers (by node name) whose routes or entries the kernel refused: only theirs are missing.
+    pub peer_faults: BTreeMap<String, String>,
+    /// Parts of this node's own dataplane that could not be programmed.
+    pub node_faults: BTreeMap<Part, String>,
+}
+
+impl SyncReport {
+    /// Whether the node's own dataplane is programmed (refused objects and peers aside).
+    pub fn node_healthy(&self) -> bool {
+        self.node_faults.is_empty()
+    }
 }
 
 /// The agent's handle on the node's dataplane and what it last applied.
@@ -79,8 +121,9 @@ pub struct Dataplane {
     /// The address `weft.vxlan` carries (allocated by node IPAM from the node's own range).
     pub tunnel: Option<std::net::Ipv4Addr>,
     node: String,
-    applied_policy: Option<Ruleset>,
+    policy: PolicySync,
     applied_nat: Option<NatState>,
+    peer_retries: BTreeMap<String, PeerRetry>,
     metrics: Metrics,
 }
 
@@ -91,8 +134,9 @@ pub fn encapsulates(view: &ClusterView) -> bool {
         .any(|pool| pool.encapsulation != Encapsulation::None)
 }
 
-/// The pod ranges of every node: blocks with Weft IPAM, podCIDRs with HostLocal.
-pub fn pod_ranges(view: &ClusterView) -> Vec<PodRange> {
+/// The pod ranges of every node that may be routed: trusted blocks with Weft IPAM, podCIDRs
+/// with HostLocal; and the objects refused on the way.
+pub fn pod_ranges(view: &ClusterView, this_node: &str) -> (Vec<PodRange>, Vec<Refusal>) {
     let ipam = view
         .installation()
         .map(|installation| installation.ipam)
@@ -103,87 +147,36 @@ pub fn pod_ranges(view: &ClusterView) -> Vec<PodRange> {
             .unwrap_or_default()
     };
     match ipam {
-        IpamType::Weft => view
-            .blocks
-            .values()
-            .map(|block| PodRange {
-                cidr: block.cidr,
-                node: block.node.clone(),
-                encapsulation: view
-                    .pools
-                    .get(&block.pool)
-                    .map(|pool| pool.encapsulation)
-                    .unwrap_or_else(|| encapsulation_of(&block.cidr)),
-            })
-            .collect(),
-        IpamType::HostLocal => view
-            .nodes
-            .iter()
-            .flat_map(|(name, node)| {
-                node.pod_cidrs.iter().map(move |cidr| PodRange {
-                    cidr: *cidr,
-                    node: name.clone(),
-                    encapsulation: encapsulation_of(cidr),
+        IpamType::Weft => {
+            let (trusted, refused) = trust::trusted_blocks(view, this_node);
+            let ranges = trusted
+                .iter()
+                .filter_map(|name| view.blocks.get(name))
+                .map(|block| PodRange {
+                    cidr: block.cidr,
+                    node: block.node.clone(),
+                    encapsulation: view
+                        .pools
+                        .get(&block.pool)
+                        .map(|pool| pool.encapsulation)
+                        .unwrap_or_else(|| encapsulation_of(&block.cidr)),
                 })
-            })
-            .collect(),
-    }
-}
-
-/// The policy model of the whole cluster and the keys of this node's endpoints.
-pub fn policy_cluster(view: &ClusterView, node: &str) -> (Cluster, BTreeSet<String>) {
-    let mut namespaces: BTreeMap<String, Namespace> = view
-        .namespaces
-        .iter()
-        .map(|(name, labels)| {
-            let mut labels = labels.clone();
-            labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.clone());
-            (
-                name.clone(),
-                Namespace {
-                    name: name.clone(),
-                    labels,
-                },
-            )
-        })
-        .collect();
-    let holders = addresses::holders(&view.pods);
-    let mut local = BTreeSet::new();
-    let mut endpoints = Vec::with_capacity(view.pods.len());
-    for (key, pod) in &view.pods {
-        if pod.node == node {
-            local.insert(key.clone());
+                .collect();
+            (ranges, refused)
         }
-        namespaces
-            .entry(pod.endpoint.namespace.clone())
-            .or_insert_with(|| Namespace {
-                name: pod.endpoint.namespace.clone(),
-                labels: BTreeMap::from([(
-                    NAMESPACE_NAME_LABEL.to_owned(),
-                    pod.endpoint.namespace.clone(),
-                )]),
-            });
-        let mut endpoint = pod.endpoint.clone();
-        endpoint
-            .ips
-            .retain(|ip| holders.get(ip).is_some_and(|holder| holder == key));
-        endpoints.push(endpoint);
+        IpamType::HostLocal => {
+            let (trusted, refused) = trust::trusted_pod_cidrs(view);
+            let ranges = trusted
+                .into_iter()
+                .map(|(node, cidr)| PodRange {
+                    cidr,
+                    node,
+                    encapsulation: encapsulation_of(&cidr),
+                })
+                .collect();
+            (ranges, refused)
+        }
     }
-    let policies = view
-        .kubernetes_policies
-        .values()
-        .chain(view.weft_policies.values())
-        .chain(view.global_policies.values())
-        .cloned()
-        .collect();
-    (
-        Cluster {
-            namespaces,
-            endpoints,
-            policies,
-        },
-        local,
-    )
 }
 
 impl Dataplane {
@@ -192,8 +185,9 @@ impl Dataplane {
             kernel,
             tunnel: None,
             node: node.to_owned(),
-            applied_policy: None,
+            policy: PolicySync::default(),
             applied_nat: None,
+            peer_retries: BTreeMap::new(),
             metrics,
         }
     }
@@ -215,189 +209,118 @@ impl Dataplane {
         })
     }
 
+    /// When a peer waiting for its retry is due: the loop must run a routing pass then.
+    pub fn next_peer_retry(&self) -> Option<Instant> {
+        route_sync::next_retry(&self.peer_retries)
+    }
+
     /// One pass over the parts in `scope`: what they should hold, changed where it differs.
+    /// Without `facts` (the node's address was never detected) routing is skipped and policy
+    /// is still programmed.
     pub fn sync(
         &mut self,
         view: &ClusterView,
-        facts: &NodeFacts,
+        facts: Option<&NodeFacts>,
         scope: Scope,
-    ) -> Result<SyncReport, DataplaneError> {
+    ) -> SyncReport {
         let mut report = SyncReport::default();
         if scope.routing {
-            self.kernel.sysctl("net/ipv4/ip_forward", "1")?;
+            match facts {
+                Some(facts) => self.sync_routing(view, facts, &mut report),
+                None => {
+                    report
+                        .node_faults
+                        .insert(Part::Address, "the node's address is not known yet".into());
+                }
+            }
             let started = Instant::now();
-            let vxlan = self.ensure_vxlan(encapsulates(view), facts)?;
-            self.sync_routes(view, facts, vxlan, &mut report)?;
-            self.metrics.observe_apply("routes", started.elapsed());
-            let started = Instant::now();
-            self.sync_nat(view)?;
+            if let Err(error) = self.sync_nat(view) {
+                report.node_faults.insert(Part::Nat, error.to_string());
+            }
             self.metrics.observe_apply("nat", started.elapsed());
         }
         if scope.policy {
             let started = Instant::now();
-            report.policy_lines = self.sync_policy(view)?;
+            match self.policy.sync(&self.kernel, view, &self.node) {
+                Ok(lines) => report.policy_lines = lines,
+                Err(error) => {
+                    report.node_faults.insert(Part::Policy, error.to_string());
+                }
+            }
             self.metrics.observe_apply("policy", started.elapsed());
         }
-        Ok(report)
+        report
     }
 
-    /// Creates the VXLAN device when pools encapsulate (and removes it when none does).
-    fn ensure_vxlan(&self, wanted: bool, facts: &NodeFacts) -> Result<Option<u32>, DataplaneError> {
-        let links = self.kernel.netlink(nl::links)?;
-        let existing = links.iter().find(|link| link.name == VXLAN_DEVICE);
-        if !wanted {
-            if let Some(link) = existing {
-                let index = link.index;
-                self.kernel
-                    .netlink(|netlink| nl::delete_link(netlink, index))?;
-            }
-            return Ok(None);
+    fn sync_routing(&mut self, view: &ClusterView, facts: &NodeFacts, report: &mut SyncReport) {
+        let started = Instant::now();
+        if let Err(error) = self.kernel.sysctl("net/ipv4/ip_forward", "1") {
+            report
+                .node_faults
+                .insert(Part::Forwarding, error.to_string());
         }
-        let spec = VxlanSpec {
-            name: VXLAN_DEVICE.to_owned(),
-            vni: routes::VXLAN_VNI,
-            port: routes::VXLAN_PORT,
-            mac: routes::vtep_mac(&self.node),
-            mtu: facts.pod_mtu(true),
-            local: facts.address.addr(),
-            parent: facts.uplink,
-        };
-        let index = match existing {
-            // Adopted as is when its MAC is ours; a device of ours from another address or
-            // uplink is recreated (the FDB entries go with it and are re-added below).
-            Some(link) if link.mac == spec.mac => {
-                if link.mtu != spec.mtu {
-                    let (index, mtu) = (link.index, spec.mtu);
-                    self.kernel
-                        .netlink(|netlink| nl::set_mtu(netlink, index, mtu))?;
-                }
-                link.index
-            }
-            other => {
-                if let Some(link) = other {
-                    let index = link.index;
-                    self.kernel
-                        .netlink(|netlink| nl::delete_link(netlink, index))?;
-                }
+        let wanted = encapsulates(view).then(|| vxlan::spec(&self.node, facts));
+        let vxlan = match vxlan::ensure(&self.kernel, wanted.as_ref(), self.tunnel) {
+            Ok(index) => index,
+            Err(error) => {
+                report.node_faults.insert(Part::Vxlan, error.to_string());
+                // Without the device, VXLAN peers are unreachable; direct routes still work.
                 self.kernel
-                    .netlink(|netlink| nl::create_vxlan(netlink, &spec))?;
-                let links = self.kernel.netlink(nl::links)?;
-                links
-                    .iter()
-                    .find(|link| link.name == VXLAN_DEVICE)
-                    .map(|link| link.index)
-                    .ok_or_else(|| {
-                        KernelError::Nft(format!("{VXLAN_DEVICE} vanished after creation"))
-                    })?
+                    .netlink(nl::links)
+                    .ok()
+                    .and_then(|links| {
+                        links
+                            .into_iter()
+                            .find(|link| link.name == VXLAN_DEVICE)
+                            .map(|link| link.index)
+                    })
+                    .filter(|_| wanted.is_some())
             }
         };
-        self.kernel.netlink(|netlink| nl::set_up(netlink, index))?;
-        self.keep_tunnel_address(index)?;
-        self.kernel
-            .inside(|| {
-                if ethtool::tx_checksum(VXLAN_DEVICE)? {
-                    ethtool::set_tx_checksum(VXLAN_DEVICE, false)?;
-                }
-                Ok::<_, std::io::Error>(())
-            })?
-            .map_err(|source| KernelError::Ethtool {
-                device: VXLAN_DEVICE.into(),
-                source,
-            })?;
-        Ok(Some(index))
-    }
-
-    /// Puts the tunnel address (a /32) on the device and removes any other address.
-    fn keep_tunnel_address(&self, index: u32) -> Result<(), DataplaneError> {
-        let present: Vec<ipnet::Ipv4Net> = self
-            .kernel
-            .netlink(nl::ipv4_addresses)?
-            .into_iter()
-            .filter(|(link, _)| *link == index)
-            .map(|(_, address)| address)
-            .collect();
-        let wanted = self.tunnel.and_then(|ip| ipnet::Ipv4Net::new(ip, 32).ok());
-        for address in &present {
-            if Some(*address) != wanted {
-                let stale = ipnet::IpNet::V4(*address);
-                self.kernel
-                    .netlink(|netlink| netlink.delete_address(index, stale))?;
-            }
-        }
-        if let Some(address) = wanted.filter(|wanted| !present.contains(wanted)) {
-            self.kernel
-                .netlink(|netlink| netlink.add_address(index, ipnet::IpNet::V4(address)))?;
-        }
-        Ok(())
-    }
-
-    fn sync_routes(
-        &self,
-        view: &ClusterView,
-        facts: &NodeFacts,
-        vxlan: Option<u32>,
-        report: &mut SyncReport,
-    ) -> Result<(), DataplaneError> {
         let local = LocalNode {
             name: self.node.clone(),
             address: facts.address,
             uplink: facts.uplink,
             vxlan,
         };
-        let peers: BTreeMap<String, Peer> = view
-            .nodes
-            .iter()
-            .filter(|(name, _)| **name != self.node)
-            .filter_map(|(name, node)| {
-                Some((
-                    name.clone(),
-                    Peer {
-                        address: node.address?.addr(),
-                        vtep_mac: node.vxlan_mac,
-                    },
-                ))
-            })
-            .collect();
-        let desired = routes::desired(&local, &peers, &pod_ranges(view));
-        report.unreachable = desired.unreachable.clone();
-        let current = self.kernel.netlink(nl::weft_routes)?;
-        let current_set: BTreeSet<KernelRoute> = current.iter().copied().collect();
-        if let Some(index) = vxlan {
-            for (table, wanted) in [
-                (EntryTable::Neighbour, &desired.neighbours),
-                (EntryTable::Fdb, &desired.fdb),
-            ] {
-                let present: BTreeSet<StaticEntry> = self
-                    .kernel
-                    .netlink(|netlink| nl::static_entries(netlink, table, index))?
-                    .into_iter()
-                    .collect();
-                let (add, delete) = routes::diff(&present, wanted);
-                report.entries_changed += add.len() + delete.len();
-                for entry in &add {
-                    self.kernel
-                        .netlink(|netlink| nl::add_entry(netlink, table, index, entry))?;
-                }
-                for entry in &delete {
-                    self.kernel
-                        .netlink(|netlink| nl::delete_entry(netlink, table, index, entry))?;
-                }
-            }
+        let (peers, mut refused) = trust::trusted_peers(view, &self.node, facts.address.addr());
+        let (ranges, refused_ranges) = pod_ranges(view, &self.node);
+        refused.extend(refused_ranges);
+        let desired = routes::desired(&local, &peers, &ranges);
+        let owners = Owners {
+            routes: ranges
+                .iter()
+                .filter(|range| range.node != self.node)
+                .map(|range| (range.cidr, range.node.clone()))
+                .collect(),
+            peers: peers
+                .iter()
+                .map(|(name, peer)| (peer.address, name.clone()))
+                .collect(),
+        };
+        let outcome = route_sync::apply(
+            &self.kernel,
+            &desired,
+            &owners,
+            vxlan,
+            &mut self.peer_retries,
+            Instant::now(),
+        );
+        report.routes_changed = outcome.routes_changed;
+        report.entries_changed = outcome.entries_changed;
+        report.peer_faults = outcome.peer_faults;
+        if !outcome.node_errors.is_empty() {
+            report
+                .node_faults
+                .insert(Part::Routes, outcome.node_errors.join("; "));
         }
-        for route in desired.routes.difference(&current_set) {
-            self.kernel
-                .netlink(|netlink| nl::replace_route(netlink, route))?;
-            report.routes_changed += 1;
-        }
-        for route in routes::stale_routes(&current, &desired.routes) {
-            self.kernel
-                .netlink(|netlink| nl::delete_route(netlink, &route))?;
-            report.routes_changed += 1;
-        }
-        Ok(())
+        report.unreachable = desired.unreachable;
+        refused.sort();
+        report.refused = refused;
+        self.metrics.observe_apply("routes", started.elapsed());
     }
 
-    fn sync_nat(&mut self, view: &ClusterView) -> Result<(), DataplaneError> {
+    fn sync_nat(&mut self, view: &ClusterView) -> Result<(), KernelError> {
         let state = NatState {
             all_pools: view.pools.values().map(|pool| pool.cidr).collect(),
             masquerade: view
@@ -416,25 +339,25 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Applies the policy table; returns the number of nft lines sent.
-    fn sync_policy(&mut self, view: &ClusterView) -> Result<usize, DataplaneError> {
-        let (cluster, local) = policy_cluster(view, &self.node);
-        let compiled = compile_for_node(&cluster, POLICY_TABLE, &local);
-        let script = match &self.applied_policy {
-            Some(applied) if *applied == compiled => return Ok(0),
-            Some(applied) => policy_diff(applied, &compiled).script,
-            // First apply after a start: the table is replaced whole in one transaction, so
-            // packets see the old rules or the new, never none.
-            None => compiled.full_script(),
-        };
-        self.applied_policy = None;
-        self.kernel.nft(&script)?;
-        self.applied_policy = Some(compiled);
-        Ok(script.lines().count())
+    /// The policy part (the loop attaches the endpoint records ADD writes to it).
+    pub fn policy_mut(&mut self) -> &mut PolicySync {
+        &mut self.policy
+    }
+
+    /// Forgets what the NAT and policy tables were last given when the kernel no longer holds
+    /// it (a table deleted or flushed by hand), so the next pass writes them whole again.
+    pub fn verify_tables(&mut self) {
+        if let Some(state) = &self.applied_nat
+            && !nat::present(&self.kernel, state)
+        {
+            tracing::warn!("the NAT table differs from what was applied; rewriting it");
+            self.applied_nat = None;
+        }
     }
 
     /// Removes everything the agent created in the kernel (after the Installation is deleted).
     pub fn remove_all(&mut self) -> Result<(), DataplaneError> {
+        self.peer_retries.clear();
         for route in self.kernel.netlink(nl::weft_routes)? {
             self.kernel
                 .netlink(|netlink| nl::delete_route(netlink, &route))?;
@@ -446,11 +369,8 @@ impl Dataplane {
                 .netlink(|netlink| nl::delete_link(netlink, index))?;
         }
         self.kernel.nft(&nat::delete_script())?;
-        self.kernel.nft(&format!(
-            "add table inet {POLICY_TABLE}\ndelete table inet {POLICY_TABLE}\n"
-        ))?;
+        self.policy.remove(&self.kernel)?;
         self.applied_nat = None;
-        self.applied_policy = None;
         Ok(())
     }
 }

@@ -175,6 +175,7 @@ mod tests {
             mac: vec![],
             kind: kind.map(str::to_owned),
             loopback: name == "lo",
+            vxlan: None,
         }
     }
 

@@ -80,11 +80,20 @@ struct RunArgs {
     /// The network namespace to program (default: the agent's own, the host's on a node).
     #[arg(long, env = "WEFT_NETNS")]
     netns: Option<PathBuf>,
-    /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, env = "WEFT_HEALTH_ADDRESS", default_value = "0.0.0.0")]
+    /// Address of /healthz, /readyz and /metrics: localhost, where the kubelet probes a
+    /// host-network pod and no pod can reach.
+    #[arg(long, env = "WEFT_HEALTH_ADDRESS", default_value = "127.0.0.1")]
     health_address: IpAddr,
     #[arg(long, env = "WEFT_HEALTH_PORT", default_value_t = 9099)]
     health_port: u16,
+    /// Serve /metrics on this port of --metrics-address too (off when unset).
+    #[arg(long, env = "WEFT_METRICS_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    metrics_port: Option<u16>,
+    #[arg(long, env = "WEFT_METRICS_ADDRESS", default_value = "0.0.0.0")]
+    metrics_address: IpAddr,
+    /// /healthz fails when a loop of the agent has not completed a pass for this many seconds.
+    #[arg(long, env = "WEFT_LIVENESS_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    liveness_seconds: u64,
     /// Seconds a block stays empty before it is released.
     #[arg(long, env = "WEFT_BLOCK_RELEASE_SECONDS", default_value_t = 300)]
     block_release_seconds: u64,
@@ -150,6 +159,10 @@ fn main() -> ExitCode {
                     cni: args.cni.paths(),
                     netns: args.netns,
                     health: SocketAddr::new(args.health_address, args.health_port),
+                    metrics: args
+                        .metrics_port
+                        .map(|port| SocketAddr::new(args.metrics_address, port)),
+                    liveness: Duration::from_secs(args.liveness_seconds),
                     block_grace: Duration::from_secs(args.block_release_seconds),
                     address_grace: Duration::from_secs(args.address_release_seconds),
                     resync: Duration::from_secs(args.resync_seconds),

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub blocks: Family<PoolLabel, Gauge>,
     pub addresses: Family<PoolLabel, Gauge>,
     pub freed: Family<KindLabel, Counter>,
+    pub refused: Family<KindLabel, Gauge>,
+    pub part_faults: Family<PartLabel, Gauge>,
     pub registry: Arc<Registry>,
 }
 
@@ -51,6 +53,8 @@ impl Metrics {
         let blocks = Family::<PoolLabel, Gauge>::default();
         let addresses = Family::<PoolLabel, Gauge>::default();
         let freed = Family::<KindLabel, Counter>::default();
+        let refused = Family::<KindLabel, Gauge>::default();
+        let part_faults = Family::<PartLabel, Gauge>::default();
         let mut registry = Registry::with_prefix("weft_agent");
         registry.register(
             "dataplane_apply_seconds",
@@ -73,12 +77,24 @@ impl Metrics {
             "Blocks and addresses released by garbage collection",
             freed.clone(),
         );
+        registry.register(
+            "refused",
+            "Objects not routed by because they cannot be trusted (IPAMBlock, Node), and peers whose routes the kernel refused (peer)",
+            refused.clone(),
+        );
+        registry.register(
+            "dataplane_fault",
+            "1 while a part of this node's own dataplane cannot be programmed",
+            part_faults.clone(),
+        );
         Self {
             apply_seconds,
             syncs,
             blocks,
             addresses,
             freed,
+            refused,
+            part_faults,
             registry: Arc::new(registry),
         }
     }
@@ -101,6 +117,18 @@ impl Metrics {
         self.freed
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc_by(count);
+    }
+
+    pub fn set_refused(&self, kind: &str, count: i64) {
+        self.refused
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .set(count);
+    }
+
+    pub fn set_part_fault(&self, part: &str, faulty: bool) {
+        self.part_faults
+            .get_or_create(&PartLabel { part: part.into() })
+            .set(i64::from(faulty));
     }
 
     pub fn encode(&self) -> String {

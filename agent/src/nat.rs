@@ -10,6 +10,8 @@ use std::fmt::Write;
 
 use ipnet::Ipv4Net;
 
+use crate::kernel::Kernel;
+
 /// The table the agent owns for NAT.
 pub const NAT_TABLE: &str = "weft_nat";
 
@@ -57,6 +59,52 @@ pub fn script(state: &NatState) -> String {
         "add rule {table} postrouting ip saddr @nat_sources ip daddr != @pool_cidrs masquerade"
     );
     out
+}
+
+/// Whether the kernel's NAT table holds `state` (both sets with their elements and the one
+/// masquerade rule); false when it is gone, flushed or changed, or cannot be read.
+pub fn present(kernel: &Kernel, state: &NatState) -> bool {
+    let Ok(Some(json)) = kernel.nft_table_json(NAT_TABLE) else {
+        return false;
+    };
+    let objects = json
+        .get("nftables")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let set_elements = |name: &str| -> Option<BTreeSet<String>> {
+        let set = objects
+            .iter()
+            .filter_map(|object| object.get("set"))
+            .find(|set| set.get("name").and_then(serde_json::Value::as_str) == Some(name))?;
+        Some(
+            set.get("elem")
+                .and_then(serde_json::Value::as_array)
+                .map(|elements| elements.iter().filter_map(element_text).collect())
+                .unwrap_or_default(),
+        )
+    };
+    let as_text = |nets: &BTreeSet<Ipv4Net>| nets.iter().map(ToString::to_string).collect();
+    let rules = objects
+        .iter()
+        .filter(|object| object.get("rule").is_some())
+        .count();
+    set_elements("pool_cidrs") == Some(as_text(&state.all_pools))
+        && set_elements("nat_sources") == Some(as_text(&state.masquerade))
+        && rules == 1
+}
+
+/// One interval-set element as `addr/len` (`nft -j` prints a /32 as a bare address).
+fn element_text(element: &serde_json::Value) -> Option<String> {
+    if let Some(address) = element.as_str() {
+        return Some(format!("{address}/32"));
+    }
+    let prefix = element.get("prefix")?;
+    Some(format!(
+        "{}/{}",
+        prefix.get("addr")?.as_str()?,
+        prefix.get("len")?.as_u64()?
+    ))
 }
 
 /// The script that removes the table (uninstall).

@@ -20,6 +20,8 @@ use crate::addresses::AddressClaim;
 
 /// Annotation keys the agent publishes on its Node and reads on its peers'.
 pub mod annotations {
+    /// The prefix of every annotation weft owns on a Node.
+    pub const PREFIX: &str = "network.weft.dev/";
     /// The node's IPv4 address with its subnet prefix, e.g. `10.99.1.2/24`.
     pub const ADDRESS: &str = "network.weft.dev/ipv4-address";
     /// The MAC of the node's VXLAN device (its VTEP; the VTEP address is the node address).
@@ -80,11 +82,18 @@ pub struct NodeView {
     pub address: Option<Ipv4Net>,
     pub vxlan_mac: Option<[u8; 6]>,
     pub mtu: Option<u32>,
+    /// The `network.weft.dev/*` annotations as written, so a value that does not parse can be
+    /// named and this node's own can be compared with what it should publish.
+    pub weft_annotations: BTreeMap<String, String>,
+    /// Status of the NetworkUnavailable condition, when the Node has one.
+    pub network_unavailable: Option<String>,
+    pub created: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolView {
     pub cidr: Ipv4Net,
+    pub block_size: u8,
     pub encapsulation: Encapsulation,
     pub nat_outgoing: bool,
     pub node_selector: Option<Selector>,
@@ -118,6 +127,8 @@ pub struct ClusterView {
     pub weft_policies: BTreeMap<String, Policy>,
     pub global_policies: BTreeMap<String, Policy>,
     pub synced: BTreeSet<Kind>,
+    /// The Installation has been seen (so its absence later is a deletion the watch saw).
+    pub installation_seen: bool,
     /// Kinds whose watch failed and has delivered nothing since: their map may miss changes
     /// (set on a watch error, cleared by the next list or event that reaches the view).
     pub stale: BTreeSet<Kind>,
@@ -139,6 +150,17 @@ impl ClusterView {
 
     pub fn installation(&self) -> Option<&InstallationView> {
         self.installation.get(weft_api::INSTALLATION_NAME)
+    }
+
+    /// Whether the watch has seen the Installation being deleted: with a deletionTimestamp, or
+    /// gone after it was seen. Never true from a failed read: a watch that cannot list keeps
+    /// what it last saw.
+    pub fn installation_deletion_seen(&self) -> bool {
+        self.synced.contains(&Kind::Installation)
+            && match self.installation() {
+                Some(installation) => installation.deleting,
+                None => self.installation_seen,
+            }
     }
 
     /// The IP addresses of the pods scheduled on `node`.
@@ -219,6 +241,22 @@ pub fn node_view(node: &Node) -> Option<NodeView> {
         mtu: annotations
             .get(annotations::MTU)
             .and_then(|text| text.parse().ok()),
+        weft_annotations: annotations
+            .iter()
+            .filter(|(key, _)| key.starts_with(annotations::PREFIX))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
+        network_unavailable: node
+            .status
+            .as_ref()
+            .and_then(|status| status.conditions.as_ref())
+            .and_then(|conditions| {
+                conditions
+                    .iter()
+                    .find(|condition| condition.type_ == "NetworkUnavailable")
+            })
+            .map(|condition| condition.status.clone()),
+        created: node.metadata.creation_timestamp.clone(),
     })
 }
 
@@ -238,6 +276,7 @@ pub fn pool_view(pool: &IpPool) -> Option<PoolView> {
     };
     Some(PoolView {
         cidr,
+        block_size: u8::try_from(pool.spec.block_size_or_default()).ok()?,
         encapsulation: pool.spec.encapsulation.unwrap_or_default(),
         nat_outgoing: pool.spec.nat_outgoing.unwrap_or_default() == NatOutgoing::Enabled,
         node_selector,

@@ -102,11 +102,35 @@ impl Kernel {
 
     /// Runs `nft -f -` inside the namespace with `script` on stdin, as one transaction.
     pub fn nft(&self, script: &str) -> Result<(), KernelError> {
+        self.run_nft(&["-f", "-"], Some(script)).map(drop)
+    }
+
+    /// The table `inet <table>` as `nft -j list table` prints it, `None` when the table does
+    /// not exist.
+    pub fn nft_table_json(&self, table: &str) -> Result<Option<serde_json::Value>, KernelError> {
+        match self.run_nft(&["-j", "list", "table", "inet", table], None) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|error| {
+                KernelError::Nft(format!("nft -j list table inet {table}: {error}"))
+            }),
+            Err(KernelError::Nft(message)) if message.contains("No such file or directory") => {
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Runs `nft` with `args` inside the namespace, `stdin` on its standard input; returns what
+    /// it printed.
+    fn run_nft(&self, args: &[&str], stdin: Option<&str>) -> Result<String, KernelError> {
         let mut command = Command::new("nft");
         command
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(fd) = &self.netns {
             let raw = fd.as_raw_fd();
@@ -124,16 +148,15 @@ impl Kernel {
         let mut child = command
             .spawn()
             .map_err(|error| KernelError::Nft(format!("starting nft: {error}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(script.as_bytes())
+        if let (Some(script), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(script.as_bytes())
                 .map_err(|error| KernelError::Nft(format!("writing the script: {error}")))?;
         }
         let output = child
             .wait_with_output()
             .map_err(|error| KernelError::Nft(error.to_string()))?;
         if output.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
             Err(KernelError::Nft(
                 String::from_utf8_lossy(&output.stderr).trim().to_owned(),

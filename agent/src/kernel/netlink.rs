@@ -35,6 +35,17 @@ pub struct LinkInfoSummary {
     /// `vxlan`, `veth`, `bridge`, ... (`None` for physical devices and loopback).
     pub kind: Option<String>,
     pub loopback: bool,
+    /// A VXLAN device's settings.
+    pub vxlan: Option<VxlanSettings>,
+}
+
+/// What a VXLAN device was created with (the parts that decide where its frames go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VxlanSettings {
+    pub vni: u32,
+    pub local: Option<Ipv4Addr>,
+    pub port: u16,
+    pub parent: u32,
 }
 
 /// Where a weft route sends its traffic.
@@ -84,6 +95,7 @@ fn summarize_link(message: LinkMessage) -> LinkInfoSummary {
         mac: Vec::new(),
         kind: None,
         loopback: message.header.flags.contains(LinkFlags::Loopback),
+        vxlan: None,
     };
     for attribute in message.attributes {
         match attribute {
@@ -91,15 +103,34 @@ fn summarize_link(message: LinkMessage) -> LinkInfoSummary {
             LinkAttribute::Mtu(mtu) => link.mtu = mtu,
             LinkAttribute::Address(mac) => link.mac = mac,
             LinkAttribute::LinkInfo(infos) => {
-                link.kind = infos.into_iter().find_map(|info| match info {
-                    LinkInfo::Kind(kind) => Some(kind.to_string()),
-                    _ => None,
-                });
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                        LinkInfo::Data(InfoData::Vxlan(settings)) => {
+                            link.vxlan = Some(vxlan_settings(&settings));
+                        }
+                        _ => {}
+                    }
+                }
             }
             _ => {}
         }
     }
     link
+}
+
+fn vxlan_settings(attributes: &[InfoVxlan]) -> VxlanSettings {
+    let mut settings = VxlanSettings::default();
+    for attribute in attributes {
+        match attribute {
+            InfoVxlan::Id(vni) => settings.vni = *vni,
+            InfoVxlan::Local(local) => settings.local = Some(*local),
+            InfoVxlan::Port(port) => settings.port = *port,
+            InfoVxlan::Link(parent) => settings.parent = *parent,
+            _ => {}
+        }
+    }
+    settings
 }
 
 /// Every IPv4 address of the namespace with the index of its link.

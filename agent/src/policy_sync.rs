@@ -1,0 +1,231 @@
+//! Programs the node's policy table: the whole cluster's policy model compiled for this node's
+//! endpoints, applied as the difference from what was last applied (the whole table, in one
+//! transaction, after a start).
+//!
+//! Fail closed: the table carries the workload guard (`weft_policy::nft::Guard`), which drops
+//! the traffic of every workload interface the agent has not bound to its pod's addresses. A
+//! pod is bound in the same transaction that programs its policy, from the endpoint record ADD
+//! wrote ([`endpoints`], [`bindings`]); a pod started while the agent is down stays dropped by
+//! the table already in the kernel until the agent is back. Once the guard is in the kernel,
+//! the marker that lets ADD wire pods is written (see `weft_cni::endpoint`).
+//!
+//! After a change, connections the new policy denies are cut ([`cut`], [`conntrack`]), and an
+//! address bound to a new interface (or unbound) loses its tracked connections.
+
+pub mod bindings;
+pub mod conntrack;
+pub mod cut;
+pub mod endpoints;
+mod readback;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use weft_policy::model::{Cluster, NAMESPACE_NAME_LABEL, Namespace};
+use weft_policy::nft::{Guard, Ruleset, compile_for_node, compile_guarded, diff as policy_diff};
+
+use crate::addresses;
+use crate::kernel::{Kernel, KernelError};
+use crate::view::ClusterView;
+use bindings::Bindings;
+use endpoints::EndpointWatch;
+
+/// The table the agent's policy lives in.
+pub const POLICY_TABLE: &str = "weft_policy";
+
+/// What the policy table last received.
+#[derive(Default)]
+pub struct PolicySync {
+    applied: Option<Ruleset>,
+    /// The records ADD writes; without them (a bare dataplane in tests) the table is unguarded.
+    endpoints: Option<EndpointWatch>,
+    bound: Bindings,
+    marked: bool,
+    conntrack_missing: bool,
+}
+
+/// The policy model of the whole cluster and the keys of this node's endpoints.
+pub fn policy_cluster(view: &ClusterView, node: &str) -> (Cluster, BTreeSet<String>) {
+    let mut namespaces: BTreeMap<String, Namespace> = view
+        .namespaces
+        .iter()
+        .map(|(name, labels)| {
+            let mut labels = labels.clone();
+            labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.clone());
+            (
+                name.clone(),
+                Namespace {
+                    name: name.clone(),
+                    labels,
+                },
+            )
+        })
+        .collect();
+    let holders = addresses::holders(&view.pods);
+    let mut local = BTreeSet::new();
+    let mut endpoints = Vec::with_capacity(view.pods.len());
+    for (key, pod) in &view.pods {
+        if pod.node == node {
+            local.insert(key.clone());
+        }
+        namespaces
+            .entry(pod.endpoint.namespace.clone())
+            .or_insert_with(|| Namespace {
+                name: pod.endpoint.namespace.clone(),
+                labels: BTreeMap::from([(
+                    NAMESPACE_NAME_LABEL.to_owned(),
+                    pod.endpoint.namespace.clone(),
+                )]),
+            });
+        let mut endpoint = pod.endpoint.clone();
+        endpoint
+            .ips
+            .retain(|ip| holders.get(ip).is_some_and(|holder| holder == key));
+        endpoints.push(endpoint);
+    }
+    let policies = view
+        .kubernetes_policies
+        .values()
+        .chain(view.weft_policies.values())
+        .chain(view.global_policies.values())
+        .cloned()
+        .collect();
+    (
+        Cluster {
+            namespaces,
+            endpoints,
+            policies,
+        },
+        local,
+    )
+}
+
+impl PolicySync {
+    /// Follows the endpoint records in `dir`; `changed` runs after each change of them (it
+    /// wakes the loop for a policy pass). From then on the table is guarded.
+    pub fn watch_endpoints(&mut self, dir: PathBuf, changed: impl Fn() + Send + 'static) {
+        self.endpoints = Some(EndpointWatch::spawn(dir, changed));
+        self.applied = None;
+    }
+
+    /// Applies the policy table; returns the number of nft lines sent.
+    pub fn sync(
+        &mut self,
+        kernel: &Kernel,
+        view: &ClusterView,
+        node: &str,
+    ) -> Result<usize, KernelError> {
+        let (mut cluster, local) = policy_cluster(view, node);
+        let (compiled, bindings) = match &self.endpoints {
+            Some(watch) => {
+                let guard = Guard {
+                    interface_prefix: weft_cni::naming::HOST_PREFIX.to_owned(),
+                    exempt: vec![crate::routes::VXLAN_DEVICE.to_owned()],
+                    bindings: bindings::bind(&mut cluster, &local, &watch.records()),
+                };
+                let compiled = compile_guarded(&cluster, POLICY_TABLE, &local, &guard);
+                (compiled, guard.bindings)
+            }
+            None => (
+                compile_for_node(&cluster, POLICY_TABLE, &local),
+                Bindings::new(),
+            ),
+        };
+        let script = match &self.applied {
+            Some(applied) if *applied == compiled => return Ok(0),
+            Some(applied) => policy_diff(applied, &compiled).script,
+            // First apply after a start: the table is replaced whole in one transaction, so
+            // packets see the old rules or the new, never none.
+            None => compiled.full_script(),
+        };
+        // An address moving to a new interface must not carry the previous pod's connections
+        // into it: forget them before the new binding lets traffic through.
+        let rebound: Vec<IpAddr> = bindings
+            .difference(&self.bound)
+            .map(|(_, ip)| *ip)
+            .collect();
+        self.forget(kernel, &rebound);
+        self.applied = None;
+        kernel.nft(&script)?;
+        self.applied = Some(compiled);
+        let unbound: Vec<IpAddr> = self
+            .bound
+            .difference(&bindings)
+            .map(|(_, ip)| *ip)
+            .collect();
+        self.forget(kernel, &unbound);
+        self.bound = bindings;
+        self.mark_guarded();
+        self.cut_denied(kernel, &cluster, &local);
+        Ok(script.lines().count())
+    }
+
+    fn mark_guarded(&mut self) {
+        if self.marked {
+            return;
+        }
+        if let Some(watch) = &self.endpoints {
+            match weft_cni::endpoint::mark_guarded(watch.dir()) {
+                Ok(()) => self.marked = true,
+                Err(error) => tracing::warn!(%error, "writing the guard marker; ADD waits"),
+            }
+        }
+    }
+
+    /// Deletes the tracked connections of `addresses` (best effort: the guard already drops
+    /// what the new binding does not allow).
+    fn forget(&mut self, kernel: &Kernel, addresses: &[IpAddr]) {
+        if self.endpoints.is_none() || self.conntrack_missing {
+            return;
+        }
+        for ip in addresses {
+            if let Err(error) = conntrack::forget_address(kernel.netns_path(), *ip) {
+                self.conntrack_failed(&error);
+            }
+        }
+    }
+
+    /// Cuts the tracked connections the policy just applied denies.
+    fn cut_denied(&mut self, kernel: &Kernel, cluster: &Cluster, local: &BTreeSet<String>) {
+        if self.endpoints.is_none() || self.conntrack_missing {
+            return;
+        }
+        let flows = match conntrack::list(kernel.netns_path()) {
+            Ok(flows) => flows,
+            Err(error) => return self.conntrack_failed(&error),
+        };
+        for flow in cut::denied(cluster, local, &flows) {
+            tracing::debug!(?flow, "cutting a connection the policy denies");
+            if let Err(error) = conntrack::delete(kernel.netns_path(), &flow) {
+                tracing::warn!(%error, "cutting a denied connection");
+            }
+        }
+    }
+
+    fn conntrack_failed(&mut self, error: &conntrack::ConntrackError) {
+        if let conntrack::ConntrackError::Tool { message, .. } = error
+            && message.contains("No such file")
+        {
+            tracing::error!(%error, "the conntrack tool is missing: denied connections are not cut");
+            self.conntrack_missing = true;
+        } else {
+            tracing::warn!(%error, "conntrack");
+        }
+    }
+
+    /// Deletes the policy table (after the Installation is deleted), and the guard marker
+    /// with it: ADD must not wire pods on a node without the guard.
+    pub fn remove(&mut self, kernel: &Kernel) -> Result<(), KernelError> {
+        if let Some(watch) = &self.endpoints {
+            let _ = std::fs::remove_file(watch.dir().join(weft_cni::endpoint::GUARD_MARKER));
+            self.marked = false;
+        }
+        kernel.nft(&format!(
+            "add table inet {POLICY_TABLE}\ndelete table inet {POLICY_TABLE}\n"
+        ))?;
+        self.applied = None;
+        self.bound.clear();
+        Ok(())
+    }
+}
