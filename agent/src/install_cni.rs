@@ -50,6 +50,11 @@ impl CniPaths {
     pub fn ipam_dir(&self) -> PathBuf {
         self.state_dir.join("ipam")
     }
+
+    /// Where ADD records the pods it wired for the agent (`endpointDir`).
+    pub fn endpoint_dir(&self) -> PathBuf {
+        self.state_dir.join("endpoints")
+    }
 }
 
 /// Why installing failed; nothing was changed when the config was refused.
@@ -97,6 +102,7 @@ pub fn prepare_conflist(text: &str, paths: &CniPaths) -> Result<PreparedConflist
     };
     let node_state = paths.node_state_file().display().to_string();
     let ipam_dir = paths.ipam_dir().display().to_string();
+    let endpoint_dir = paths.endpoint_dir().display().to_string();
     let mut found_weft = false;
     let mut chained = Vec::new();
     for (index, plugin) in plugins.iter_mut().enumerate() {
@@ -123,6 +129,8 @@ pub fn prepare_conflist(text: &str, paths: &CniPaths) -> Result<PreparedConflist
         plugin
             .entry("nodeStateFile")
             .or_insert_with(|| json!(node_state));
+        // The agent watches this directory: it must be the agent's, whatever the conflist says.
+        plugin.insert("endpointDir".into(), json!(endpoint_dir));
         if let Some(Value::Object(ipam)) = plugin.get_mut("ipam")
             && ipam.get("type").and_then(Value::as_str) == Some("weft-ipam")
         {

@@ -298,10 +298,9 @@ pub fn pod_view(pod: &Pod) -> Option<PodView> {
         return None;
     }
     let node = spec.node_name.clone()?;
+    // Kept without an IP too: a local pod is programmed from ADD's record (with the labels
+    // of its Pod object) before the kubelet posts the IP.
     let endpoint = weft_policy::load::endpoint(pod).ok()?;
-    if endpoint.ips.is_empty() {
-        return None;
-    }
     let claim = AddressClaim {
         live: pod.metadata.deletion_timestamp.is_none(),
         created: pod.metadata.creation_timestamp.clone(),

@@ -230,6 +230,9 @@ pub struct PluginConf {
     pub mtu: Option<u32>,
     /// `nodeStateFile`: where the agent publishes the node's pod MTU (and IPAM blocks).
     pub node_state_file: std::path::PathBuf,
+    /// `endpointDir`: where ADD records the pods it wired for the agent (see
+    /// [`crate::endpoint`]); when set, ADD also waits for the agent's policy guard.
+    pub endpoint_dir: Option<std::path::PathBuf>,
     /// The IPAM plugin (`weft-ipam` runs in-process unless `exec_ipam`).
     pub ipam_type: String,
     /// `execIpam`: exec weft-ipam from CNI_PATH like any other IPAM plugin.
@@ -284,10 +287,20 @@ impl PluginConf {
             "nodeStateFile",
             DEFAULT_NODE_STATE_FILE,
         )?;
+        let endpoint_dir = match optional_str(&map, "endpointDir", "endpointDir")? {
+            None => None,
+            Some(dir) if dir.starts_with('/') => Some(dir.into()),
+            Some(dir) => {
+                return Err(CniError::invalid_config(format!(
+                    "endpointDir: {dir:?} must be an absolute path"
+                )));
+            }
+        };
         Ok(Self {
             common,
             mtu,
             node_state_file,
+            endpoint_dir,
             ipam_type: ipam_type.to_owned(),
             exec_ipam,
         })

@@ -6,6 +6,7 @@
 pub mod claim;
 pub mod cli;
 pub mod config;
+pub mod endpoint;
 pub mod env;
 pub mod error;
 pub mod ipam;

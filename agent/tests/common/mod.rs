@@ -433,20 +433,29 @@ impl NodeCluster {
         }
     }
 
-    /// Attaches a pod to node `index` with the plugin and creates its Pod object.
+    /// Attaches a pod to node `index` as the kubelet does: its Pod object first, then the
+    /// plugin's ADD (with the pod's names in `CNI_ARGS`), then the Pod's IP; waits until the
+    /// node's agent has programmed the pod (until then the policy table drops its traffic).
     pub async fn add_pod(&mut self, index: usize, name: &str, labels: &[(&str, &str)]) -> TestPod {
+        let pod = self.attach_pod(index, name, labels).await;
+        if self.nodes[index].agent.is_some() {
+            self.until_programmed(&pod).await;
+        }
+        pod
+    }
+
+    /// Like [`NodeCluster::add_pod`], without waiting for the agent.
+    pub async fn attach_pod(
+        &mut self,
+        index: usize,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> TestPod {
         let node = &self.nodes[index];
         let netns = format!("{}-{name}", node.netns);
         sh(&["ip", "netns", "add", &netns]);
         sh(&["ip", "-n", &netns, "link", "set", "lo", "up"]);
         let container_id = format!("{}-{name}", self.namespace);
-        let result = cni(node, "ADD", &container_id, &netns)
-            .unwrap_or_else(|error| panic!("ADD of {name} on {}: {error}", node.name));
-        let ip: Ipv4Addr = result["ips"][0]["address"]
-            .as_str()
-            .and_then(|text| text.split('/').next())
-            .and_then(|text| text.parse().ok())
-            .unwrap_or_else(|| panic!("no IPv4 address in {result}"));
         let labels: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -461,6 +470,14 @@ impl NodeCluster {
         pods.create(&PostParams::default(), &pod)
             .await
             .expect("create Pod");
+        let args = format!("K8S_POD_NAMESPACE={};K8S_POD_NAME={name}", self.namespace);
+        let result = cni_with_args(node, "ADD", &container_id, &netns, &args)
+            .unwrap_or_else(|error| panic!("ADD of {name} on {}: {error}", node.name));
+        let ip: Ipv4Addr = result["ips"][0]["address"]
+            .as_str()
+            .and_then(|text| text.split('/').next())
+            .and_then(|text| text.parse().ok())
+            .unwrap_or_else(|| panic!("no IPv4 address in {result}"));
         let status = json!({"status": {"phase": "Running", "podIP": ip.to_string(),
                                        "podIPs": [{"ip": ip.to_string()}]}});
         pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
@@ -476,6 +493,32 @@ impl NodeCluster {
         };
         self.pods.push(pod.clone());
         pod
+    }
+
+    /// Whether the node's policy table binds the pod's address to an interface (the agent has
+    /// programmed the pod).
+    pub fn is_programmed(&self, pod: &TestPod) -> bool {
+        let netns = &self.nodes[pod.node].netns;
+        try_sh(&[
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "nft",
+            "list",
+            "set",
+            "inet",
+            "weft_policy",
+            "endpoints_v4",
+        ])
+        .is_some_and(|set| set.contains(&format!(" . {}", pod.ip)))
+    }
+
+    /// Waits until the agent has programmed `pod`.
+    pub async fn until_programmed(&self, pod: &TestPod) -> Duration {
+        let what = format!("{} programmed on {}", pod.name, self.nodes[pod.node].name);
+        self.until(&what, Duration::from_secs(10), || self.is_programmed(pod))
+            .await
     }
 
     /// Deletes a Node object (the node namespace stays; its agent is stopped first).

@@ -97,9 +97,22 @@ pub fn cni(
     container_id: &str,
     pod_netns: &str,
 ) -> Result<Value, String> {
+    cni_with_args(node, command, container_id, pod_netns, "")
+}
+
+/// [`cni`] with `CNI_ARGS`, as the kubelet's runtime passes them (`K8S_POD_NAMESPACE=..;
+/// K8S_POD_NAME=..`).
+pub fn cni_with_args(
+    node: &TestNode,
+    command: &str,
+    container_id: &str,
+    pod_netns: &str,
+    args: &str,
+) -> Result<Value, String> {
     let mut process = Command::new(node.bin_dir().join("weft"));
     process
         .env_clear()
+        .env("CNI_ARGS", args)
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", container_id)
         .env("CNI_NETNS", format!("/run/netns/{pod_netns}"))

@@ -3,6 +3,13 @@
 //! /32 (/128) addresses and a default route via a link-local gateway. Any failure undoes what
 //! this call created and releases the attachment's addresses.
 //!
+//! With an endpoint directory configured (see [`crate::endpoint`]), ADD first checks that the
+//! agent's policy guard is in the kernel (and fails with "try again later" before changing
+//! anything when it is not), and ends by recording the pod for the agent: its traffic is
+//! dropped by the guard until the agent has programmed its policy, which the record lets it do
+//! at once. Waiting in ADD for the agent (Cilium's way) would tie every pod start to the agent
+//! being up; the guard keeps a pod closed instead, whether the agent is up, slow or down.
+//!
 //! The caller holds the attachment's lock ([`super::lock`]): no other call for this container and
 //! interface runs meanwhile, so the host interface with this attachment's name is either a
 //! leftover of an earlier call (replaced) or the one this call created (undone on failure). An
@@ -16,6 +23,7 @@ use ipnet::IpNet;
 
 use super::delegate::Ipam;
 use crate::config::PluginConf;
+use crate::endpoint;
 use crate::env::{Attachment, CniEnv, Command};
 use crate::error::{CniError, code};
 use crate::naming::{GATEWAY_V4, GATEWAY_V6, HOST_MAC, format_mac, host_interface_name, pod_mac};
@@ -35,6 +43,18 @@ pub fn add(env: &CniEnv, conf: &PluginConf, stdin: &[u8]) -> Result<CniResult, C
         .netns
         .as_deref()
         .ok_or_else(|| CniError::invalid_env("CNI_NETNS: required for ADD"))?;
+    if let Some(dir) = &conf.endpoint_dir
+        && !endpoint::is_guarded(dir)
+    {
+        return Err(CniError::new(
+            code::TRY_AGAIN_LATER,
+            format!(
+                "endpointDir: the weft agent has not yet installed policy enforcement on this \
+                 node ({} missing or from an earlier boot); is the weft-agent pod running?",
+                dir.join(endpoint::GUARD_MARKER).display()
+            ),
+        ));
+    }
     let pod_netns = netns::open(netns_path)
         .map_err(|error| CniError::new(code::UNKNOWN_CONTAINER, format!("CNI_NETNS: {error}")))?;
     let ipam = Ipam::resolve(conf, env)?;
@@ -48,24 +68,58 @@ pub fn add(env: &CniEnv, conf: &PluginConf, stdin: &[u8]) -> Result<CniResult, C
         conf.effective_mtu(),
         &addresses,
         &mut created_pair,
-    ) {
+    )
+    .and_then(|result| record(env, conf, attachment, &addresses).map(|()| result))
+    {
         Ok(result) => Ok(result),
         Err(error) => {
-            undo(env, attachment, created_pair, &ipam, stdin);
+            undo(env, conf, attachment, created_pair, &ipam, stdin);
             Err(error)
         }
     }
 }
 
+/// Tells the agent about the pod (see [`crate::endpoint`]).
+fn record(
+    env: &CniEnv,
+    conf: &PluginConf,
+    attachment: &Attachment,
+    addresses: &[IpAddr],
+) -> Result<(), CniError> {
+    let Some(dir) = &conf.endpoint_dir else {
+        return Ok(());
+    };
+    let (namespace, name) = endpoint::pod_from_args(&env.args);
+    let record = endpoint::EndpointRecord {
+        host_interface: host_interface_name(attachment),
+        container_id: attachment.container_id.clone(),
+        ifname: attachment.ifname.clone(),
+        namespace,
+        name,
+        ips: addresses.to_vec(),
+    };
+    endpoint::write(dir, &record).map_err(|error| CniError::new(code::IO, error.to_string()))
+}
+
 /// Best effort: remove the pair if this call created it, and release the addresses (the failed
 /// ADD leaves the attachment without a working interface, so nothing may keep them); the
 /// original error wins.
-fn undo(env: &CniEnv, attachment: &Attachment, created_pair: bool, ipam: &Ipam, stdin: &[u8]) {
+fn undo(
+    env: &CniEnv,
+    conf: &PluginConf,
+    attachment: &Attachment,
+    created_pair: bool,
+    ipam: &Ipam,
+    stdin: &[u8],
+) {
     if created_pair
         && let Ok(mut netlink) = Netlink::open()
         && let Ok(Some(link)) = netlink.link_by_name(&host_interface_name(attachment))
     {
         let _ = netlink.delete_link(link.index);
+    }
+    if let Some(dir) = &conf.endpoint_dir {
+        let _ = endpoint::remove(dir, &host_interface_name(attachment));
     }
     if let Err(error) = ipam.run(env, Command::Del, stdin) {
         tracing::warn!(%error, "releasing addresses after a failed ADD");

@@ -32,6 +32,12 @@ fn attachment(env: &CniEnv) -> Result<&Attachment, CniError> {
 pub fn del(env: &CniEnv, conf: &PluginConf, stdin: &[u8]) -> Result<(), CniError> {
     let attachment = attachment(env)?;
     let host_name = host_interface_name(attachment);
+    // The record goes first: the agent unbinds the pod's addresses from its interface (and
+    // forgets its connections) before the addresses can be handed out again.
+    if let Some(dir) = &conf.endpoint_dir {
+        crate::endpoint::remove(dir, &host_name)
+            .map_err(|error| CniError::new(code::IO, error.to_string()))?;
+    }
     let mut netlink = Netlink::open().map_err(netlink_error)?;
     if let Some(link) = netlink.link_by_name(&host_name).map_err(netlink_error)?
         && link.up

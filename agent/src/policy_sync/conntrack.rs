@@ -1,0 +1,185 @@
+//! Cutting connections that policy no longer allows: conntrack entries of flows a policy change
+//! denies are deleted, and so are the entries of an address that changes hands (a reused
+//! address must not inherit the previous pod's connections). Without this, the base chains'
+//! `ct state established` accept would keep a denied connection alive for as long as it talks.
+//!
+//! The `conntrack` tool (conntrack-tools) does the kernel side, run inside the node's namespace
+//! like `nft`; netlink's conntrack messages would spare a process per call, but a policy change
+//! cuts few flows and the tool is the reference implementation of that protocol.
+
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// A failed conntrack call.
+#[derive(Debug, thiserror::Error)]
+pub enum ConntrackError {
+    #[error("conntrack {args}: {message}")]
+    Tool { args: String, message: String },
+    #[error("opening the node's namespace {path}: {source}")]
+    Netns {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The original direction of one tracked connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub protocol: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+/// Parses a line of `conntrack -L`: protocol number, then the first (original) src, dst,
+/// sport and dport.
+pub fn parse_line(line: &str) -> Option<Flow> {
+    let mut words = line.split_whitespace();
+    words.next()?;
+    let protocol = words.next()?.parse().ok()?;
+    let (mut src, mut dst, mut sport, mut dport) = (None, None, None, None);
+    for word in words {
+        let Some((key, value)) = word.split_once('=') else {
+            continue;
+        };
+        match key {
+            "src" if src.is_none() => src = value.parse().ok(),
+            "dst" if dst.is_none() => dst = value.parse().ok(),
+            "sport" if sport.is_none() => sport = value.parse().ok(),
+            "dport" if dport.is_none() => dport = value.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(Flow {
+        protocol,
+        src: src?,
+        dst: dst?,
+        sport,
+        dport,
+    })
+}
+
+fn run(netns: Option<&Path>, args: &[String]) -> Result<String, ConntrackError> {
+    let mut command = Command::new("conntrack");
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let namespace = netns
+        .map(|path| {
+            std::fs::File::open(path).map_err(|source| ConntrackError::Netns {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+        .transpose()?;
+    if let Some(file) = &namespace {
+        let raw = file.as_raw_fd();
+        // SAFETY: between fork and exec only the async-signal-safe setns(2) runs.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                if libc::setns(raw, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    let fail = |message: String| ConntrackError::Tool {
+        args: args.join(" "),
+        message,
+    };
+    let output = command.output().map_err(|error| fail(error.to_string()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Deleting what is not there exits 1 with "0 flow entries": nothing to do is fine.
+    if output.status.success() || stderr.contains(" 0 flow entries") {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(fail(stderr.trim().to_owned()))
+    }
+}
+
+fn family(ip: &IpAddr) -> &'static str {
+    if ip.is_ipv4() { "ipv4" } else { "ipv6" }
+}
+
+/// Every tracked connection of both families.
+pub fn list(netns: Option<&Path>) -> Result<Vec<Flow>, ConntrackError> {
+    let mut flows = Vec::new();
+    for family in ["ipv4", "ipv6"] {
+        let text = run(netns, &["-L".into(), "-f".into(), family.into()])?;
+        flows.extend(text.lines().filter_map(parse_line));
+    }
+    Ok(flows)
+}
+
+/// Deletes the entry of one flow.
+pub fn delete(netns: Option<&Path>, flow: &Flow) -> Result<(), ConntrackError> {
+    let mut args: Vec<String> = vec![
+        "-D".into(),
+        "-f".into(),
+        family(&flow.src).into(),
+        "-p".into(),
+        flow.protocol.to_string(),
+        "-s".into(),
+        flow.src.to_string(),
+        "-d".into(),
+        flow.dst.to_string(),
+    ];
+    if let (Some(sport), Some(dport)) = (flow.sport, flow.dport) {
+        args.extend([
+            "--sport".into(),
+            sport.to_string(),
+            "--dport".into(),
+            dport.to_string(),
+        ]);
+    }
+    run(netns, &args).map(drop)
+}
+
+/// Deletes every entry from or to `ip`, in either direction.
+pub fn forget_address(netns: Option<&Path>, ip: IpAddr) -> Result<(), ConntrackError> {
+    for flag in ["-s", "-d", "-r", "-q"] {
+        let args = [
+            "-D".into(),
+            "-f".into(),
+            family(&ip).into(),
+            flag.into(),
+            ip.to_string(),
+        ];
+        run(netns, &args)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_give_the_original_direction() {
+        let tcp = "tcp      6 431999 ESTABLISHED src=172.16.0.2 dst=172.16.0.66 sport=40000 \
+                   dport=8080 src=172.16.0.66 dst=172.16.0.2 sport=8080 dport=40000 [ASSURED] \
+                   mark=0 use=1";
+        assert_eq!(
+            parse_line(tcp),
+            Some(Flow {
+                protocol: 6,
+                src: "172.16.0.2".parse().unwrap(),
+                dst: "172.16.0.66".parse().unwrap(),
+                sport: Some(40000),
+                dport: Some(8080),
+            })
+        );
+        let icmp = "icmp     1 29 src=10.0.0.1 dst=10.0.0.2 type=8 code=0 id=7 src=10.0.0.2 \
+                    dst=10.0.0.1 type=0 code=0 id=7 mark=0 use=1";
+        let flow = parse_line(icmp).unwrap();
+        assert_eq!((flow.protocol, flow.sport, flow.dport), (1, None, None));
+        assert_eq!(parse_line("conntrack v1.4.7: 2 flow entries"), None);
+    }
+}
