@@ -1,7 +1,7 @@
 # weft — the two commands that matter: `make demo` and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
-DEBIAN_PACKAGES := nftables iproute2 containernetworking-plugins ethtool iputils-ping
+DEBIAN_PACKAGES := nftables conntrack iproute2 containernetworking-plugins ethtool iputils-ping
 CONTROL_PLANE_BIN = $(shell bash e2e/scripts/build-control-plane.sh 2>/dev/null | tail -n 1)
 
 .PHONY: all demo test unit lint fmt crds control-plane helm packages cluster-up cluster-down bench
