@@ -9,7 +9,19 @@
 //!
 //! Releasing a block is ordered against the plugin: under the allocation store's lock the
 //! block is checked empty and dropped from the file; ADD reads the file under the same lock,
-//! so no address can be handed out of a block being released.
+//! so no address can be handed out of a block being released. The watch shows the release a
+//! moment later: until the view no longer shows the block as this node's, it is kept out of
+//! the file (a lagging view must not hand a released block back to the plugin), and a release
+//! whose API call failed is retried. Every step checks that every allocated address lies in a
+//! block this node holds and names any that does not.
+//!
+//! Addresses are freed in [`orphans`] (only when no pod reports them and their interface is
+//! gone, and never on a stale pod view); the tunnel's address is kept in [`tunnel`]. Each API
+//! call (block claim and release) is bounded by [`API_TIMEOUT`], so a stuck API server costs a
+//! step an error, never a hang.
+
+mod orphans;
+mod tunnel;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -20,25 +32,18 @@ use ipnet::{IpNet, Ipv4Net};
 use kube::Client;
 use weft_api::IpamType;
 use weft_cni::claim::{self, ClaimError};
-use weft_cni::env::Attachment;
-use weft_cni::ipam::allocate::{AllocateError, allocate};
-use weft_cni::ipam::range::Range;
-use weft_cni::ipam::store::{LockedStore, StoreError};
+use weft_cni::ipam::store::{LockedStore, Record, StoreError};
 use weft_cni::node_state::{NodeState, NodeStateError};
 
+use crate::kernel::{Kernel, KernelError};
 use crate::metrics::{Metrics, PoolLabel};
-use crate::view::ClusterView;
+use crate::view::{ClusterView, Kind};
 use crate::watch::Shared;
 
-/// The allocation that gives `weft.vxlan` its address: an address of the node's own range, so
-/// traffic the node itself sends through the tunnel carries a source the peers route back
-/// through the tunnel (symmetric, and accepted by strict reverse-path filtering).
-pub fn tunnel_owner() -> Attachment {
-    Attachment {
-        container_id: "weft-vxlan-tunnel".into(),
-        ifname: "weft.vxlan".into(),
-    }
-}
+pub use weft_cni::ipam::tunnel_owner;
+
+/// How long one API call of a step (a block claim or release) may take.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an IPAM step failed (it is retried on the next tick).
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,10 @@ pub enum IpamError {
     Store(#[from] StoreError),
     #[error(transparent)]
     NodeState(#[from] NodeStateError),
+    #[error("{action}: no answer from the API server within {after:?}")]
+    Timeout { action: String, after: Duration },
+    #[error("looking up pod interfaces in the node's network namespace: {0}")]
+    Kernel(#[from] KernelError),
 }
 
 /// Where the node's IPAM files are and how patient it is.
@@ -65,15 +74,32 @@ pub struct IpamSettings {
     pub address_grace: Duration,
 }
 
+/// A block this node released: kept out of the node state file while the view still shows it
+/// as this node's.
+struct Released {
+    /// Whether the IPAMBlock is known to be deleted (else the release is retried).
+    deleted: bool,
+}
+
 /// The node's IPAM loop state.
 pub struct NodeIpam {
     settings: IpamSettings,
     client: Client,
     metrics: Metrics,
+    api_timeout: Duration,
+    /// The node's network namespace, where the pods' host-side interfaces are (the agent's own
+    /// when `None`).
+    netns: Option<PathBuf>,
     /// Blocks claimed but not yet seen through the watch.
     claimed: BTreeMap<Ipv4Net, String>,
+    /// Blocks released but maybe still shown as this node's by the watch.
+    released: BTreeMap<Ipv4Net, Released>,
     empty_since: HashMap<Ipv4Net, Instant>,
     orphan_since: HashMap<IpAddr, Instant>,
+    /// Allocated addresses outside every held block, as last reported.
+    outside: BTreeSet<IpAddr>,
+    /// The node's namespace, opened on first use (to look up pod interfaces).
+    kernel: Option<Kernel>,
     written: Option<NodeState>,
     tunnel: Option<std::net::Ipv4Addr>,
 }
@@ -90,6 +116,9 @@ struct Inputs {
     held: BTreeMap<Ipv4Net, (String, bool)>,
     /// Pools this node may claim from, in order.
     pools: Vec<String>,
+    /// Blocks of other nodes, to name the holder of an address found outside this node's.
+    foreign: BTreeMap<Ipv4Net, String>,
+    /// The addresses the pods of this node report; `None` while the pod view is not current.
     pod_ips: Option<BTreeSet<IpAddr>>,
 }
 
@@ -99,12 +128,30 @@ impl NodeIpam {
             settings,
             client,
             metrics,
+            api_timeout: API_TIMEOUT,
+            netns: None,
             claimed: BTreeMap::new(),
+            released: BTreeMap::new(),
             empty_since: HashMap::new(),
             orphan_since: HashMap::new(),
+            outside: BTreeSet::new(),
+            kernel: None,
             written: None,
             tunnel: None,
         }
+    }
+
+    /// Looks up the pods' host-side interfaces in the namespace at `netns` (the node's, when the
+    /// agent programs a namespace other than its own).
+    pub fn with_netns(mut self, netns: Option<PathBuf>) -> Self {
+        self.netns = netns;
+        self
+    }
+
+    /// Bounds each API call of a step by `timeout` instead of [`API_TIMEOUT`].
+    pub fn with_api_timeout(mut self, timeout: Duration) -> Self {
+        self.api_timeout = timeout;
+        self
     }
 
     fn inputs(&mut self, view: &ClusterView) -> Option<Inputs> {
@@ -116,16 +163,32 @@ impl NodeIpam {
             .filter(|(_, pool)| !pool.disabled)
             .map(|(name, _)| name)
             .collect();
+        let node_name = &self.settings.node;
+        let shown: BTreeSet<Ipv4Net> = view
+            .blocks
+            .values()
+            .filter(|block| &block.node == node_name)
+            .map(|block| block.cidr)
+            .collect();
+        // A release is over once the watch no longer shows the block as this node's; until
+        // then the view is older than the release and its word on that block does not count.
+        self.released.retain(|cidr, _| shown.contains(cidr));
         let mut held: BTreeMap<Ipv4Net, (String, bool)> = view
             .blocks
             .values()
-            .filter(|block| block.node == self.settings.node)
+            .filter(|block| &block.node == node_name && !self.released.contains_key(&block.cidr))
             .map(|block| {
                 (
                     block.cidr,
                     (block.pool.clone(), usable_pools.contains(&block.pool)),
                 )
             })
+            .collect();
+        let foreign = view
+            .blocks
+            .values()
+            .filter(|block| &block.node != node_name)
+            .map(|block| (block.cidr, block.node.clone()))
             .collect();
         // A claim shows up in the watch a moment later; until then it is held all the same.
         self.claimed.retain(|cidr, _| !held.contains_key(cidr));
@@ -137,9 +200,9 @@ impl NodeIpam {
             pod_cidrs: node.pod_cidrs.clone(),
             held,
             pools: usable_pools.into_iter().cloned().collect(),
+            foreign,
             pod_ips: view
-                .synced
-                .contains(&crate::view::Kind::Pod)
+                .fresh(Kind::Pod)
                 .then(|| view.pod_ips_on(&self.settings.node)),
         })
     }
@@ -171,7 +234,9 @@ impl NodeIpam {
             exhausted: None,
         };
         if inputs.ipam == IpamType::Weft {
+            self.retry_releases().await;
             self.keep_blocks(&inputs, &mut state).await?;
+            self.check_addresses(&inputs)?;
         }
         self.keep_tunnel_address(&state, inputs.ipam)?;
         self.free_orphans(&inputs)?;
@@ -183,39 +248,10 @@ impl NodeIpam {
         self.tunnel
     }
 
-    /// Allocates (once) the tunnel address from the node's blocks or podCIDR, like a pod's.
-    fn keep_tunnel_address(&mut self, state: &NodeState, ipam: IpamType) -> Result<(), IpamError> {
-        let ranges: Vec<Range> = if ipam == IpamType::HostLocal {
-            state
-                .pod_cidrs
-                .iter()
-                .filter(|cidr| cidr.addr().is_ipv4())
-                .filter_map(|cidr| Range::host_local(*cidr))
-                .collect()
-        } else {
-            state
-                .blocks
-                .iter()
-                .filter(|block| block.addr().is_ipv4())
-                .map(|block| Range::whole_block(*block))
-                .collect()
-        };
-        if ranges.is_empty() {
-            return Ok(());
-        }
-        let store = self.open_store()?;
-        match allocate(&store, &[ranges], &tunnel_owner()) {
-            Ok(allocations) => {
-                self.tunnel = allocations.iter().find_map(|a| match a.address.addr() {
-                    IpAddr::V4(ip) => Some(ip),
-                    IpAddr::V6(_) => None,
-                });
-            }
-            // No free address yet: the next block brings one.
-            Err(AllocateError::Exhausted { .. }) => {}
-            Err(AllocateError::Store(error)) => return Err(error.into()),
-        }
-        Ok(())
+    /// Allocated addresses that lie in no block this node holds, as of the last step (pool
+    /// mode). Each one is a fault: another node may be handed the same address.
+    pub fn addresses_outside_blocks(&self) -> &BTreeSet<IpAddr> {
+        &self.outside
     }
 
     /// Whether the node state file has been written since the start (readiness waits for it).
@@ -250,8 +286,18 @@ impl NodeIpam {
         let mut exhausted = Vec::new();
         if free < low_water {
             for pool in &inputs.pools {
-                match claim::claim_block(&self.client, pool, &self.settings.node).await {
+                let claimed = tokio::time::timeout(
+                    self.api_timeout,
+                    claim::claim_block(&self.client, pool, &self.settings.node),
+                )
+                .await
+                .map_err(|_| IpamError::Timeout {
+                    action: format!("claiming a block of IPPool {pool:?}"),
+                    after: self.api_timeout,
+                })?;
+                match claimed {
                     Ok(IpNet::V4(block)) => {
+                        self.released.remove(&block);
                         self.claimed.insert(block, pool.clone());
                         usable.push(block);
                         free += size(&block);
@@ -333,44 +379,86 @@ impl NodeIpam {
                 let mut state = self.written.clone().unwrap_or_default();
                 state.blocks.retain(|other| *other != IpNet::V4(block));
                 self.write(state)?;
+                // From here on the block is out of the file for good, whatever the API says.
+                self.released.insert(block, Released { deleted: false });
             }
-            claim::release_block(&self.client, IpNet::V4(block), &self.settings.node).await?;
             self.claimed.remove(&block);
             self.empty_since.remove(&block);
-            self.metrics.count_freed("block", 1);
-            tracing::info!(%block, "released empty block");
+            self.release(block).await;
         }
         Ok(())
     }
 
-    /// Frees addresses held by no pod of this node for the address grace period.
-    fn free_orphans(&mut self, inputs: &Inputs) -> Result<(), IpamError> {
-        let Some(pod_ips) = &inputs.pod_ips else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let store = self.open_store()?;
-        let records = store.records()?;
-        let tunnel = tunnel_owner();
-        let orphans: BTreeSet<IpAddr> = records
-            .iter()
-            .filter(|record| record.owner != tunnel)
-            .map(|record| record.ip)
-            .filter(|ip| !pod_ips.contains(ip))
-            .collect();
-        self.orphan_since.retain(|ip, _| orphans.contains(ip));
-        for record in &records {
-            if !orphans.contains(&record.ip) {
-                continue;
+    /// Deletes the IPAMBlock of a released block; a failure is logged and retried next step.
+    async fn release(&mut self, block: Ipv4Net) {
+        let call = claim::release_block(&self.client, IpNet::V4(block), &self.settings.node);
+        let outcome = match tokio::time::timeout(self.api_timeout, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error @ ClaimError::NotHolder { .. })) => {
+                tracing::warn!(%block, %error, "a released block is held by another node now");
+                Ok(())
             }
-            let since = *self.orphan_since.entry(record.ip).or_insert(now);
-            if now.duration_since(since) >= self.settings.address_grace {
-                store.remove(record)?;
-                self.orphan_since.remove(&record.ip);
-                self.metrics.count_freed("address", 1);
-                tracing::info!(ip = %record.ip, container = %record.owner.container_id, "freed an address no pod holds");
+            Ok(Err(error)) => Err(IpamError::from(error)),
+            Err(_) => Err(IpamError::Timeout {
+                action: format!("releasing block {block}"),
+                after: self.api_timeout,
+            }),
+        };
+        match outcome {
+            Ok(()) => {
+                if let Some(released) = self.released.get_mut(&block) {
+                    released.deleted = true;
+                }
+                self.metrics.count_freed("block", 1);
+                tracing::info!(%block, "released empty block");
+            }
+            Err(error) => {
+                tracing::warn!(%block, %error, "releasing an empty block failed; retrying")
             }
         }
+    }
+
+    /// Retries the releases whose API call failed (the blocks are out of the file already).
+    async fn retry_releases(&mut self) {
+        let pending: Vec<Ipv4Net> = self
+            .released
+            .iter()
+            .filter(|(_, released)| !released.deleted)
+            .map(|(block, _)| *block)
+            .collect();
+        for block in pending {
+            self.release(block).await;
+        }
+    }
+
+    /// Names, once each, every allocated address that lies in no block this node holds.
+    fn check_addresses(&mut self, inputs: &Inputs) -> Result<(), IpamError> {
+        let records = self.open_store()?.records()?;
+        let outside: Vec<&Record> = records
+            .iter()
+            .filter(|record| match record.ip {
+                IpAddr::V4(ip) => !inputs.held.keys().any(|block| block.contains(&ip)),
+                IpAddr::V6(_) => false,
+            })
+            .collect();
+        for record in &outside {
+            if self.outside.contains(&record.ip) {
+                continue;
+            }
+            let holder = inputs
+                .foreign
+                .iter()
+                .find(|(block, _)| matches!(record.ip, IpAddr::V4(ip) if block.contains(&ip)))
+                .map(|(block, node)| format!("block {block} of node {node:?}"));
+            tracing::warn!(
+                ip = %record.ip,
+                container = %record.owner.container_id,
+                ifname = %record.owner.ifname,
+                block_holder = holder.as_deref().unwrap_or("no block"),
+                "an allocated address lies in no block this node holds"
+            );
+        }
+        self.outside = outside.iter().map(|record| record.ip).collect();
         Ok(())
     }
 
@@ -411,4 +499,15 @@ fn records_by_block(
             (*block, used)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ipam_can_run_in_its_own_task() {
+        fn is_send<T: Send + 'static>() {}
+        is_send::<NodeIpam>();
+    }
 }

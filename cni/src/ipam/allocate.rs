@@ -89,12 +89,14 @@ pub fn release(store: &LockedStore, owner: &Attachment) -> Result<usize, StoreEr
     Ok(released)
 }
 
-/// Releases every address whose owner is not in `valid`; returns the released records.
+/// Releases every address whose owner is not in `valid`, except the tunnel's (the runtime that
+/// sends GC knows only its containers); returns the released records.
 pub fn collect_garbage(
     store: &LockedStore,
     valid: &[Attachment],
 ) -> Result<Vec<Record>, StoreError> {
-    let valid: HashSet<&Attachment> = valid.iter().collect();
+    let tunnel = super::tunnel_owner();
+    let valid: HashSet<&Attachment> = valid.iter().chain([&tunnel]).collect();
     let mut released = Vec::new();
     for record in store
         .records()?
@@ -234,5 +236,21 @@ mod tests {
         let left = store.records().unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].owner, owner("b"));
+    }
+
+    #[test]
+    fn garbage_collection_never_frees_the_tunnel_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LockedStore::open(dir.path(), "net").unwrap();
+        let sets = sets(&["10.88.206.0/28"]);
+        let tunnel = allocate(&store, &sets, &super::super::tunnel_owner()).unwrap();
+        allocate(&store, &sets, &owner("gone")).unwrap();
+        let released = collect_garbage(&store, &[]).unwrap();
+        assert_eq!(released.len(), 1, "{released:?}");
+        assert_eq!(released[0].owner, owner("gone"));
+        let left = store.records().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].owner, super::super::tunnel_owner());
+        assert_eq!(left[0].ip, tunnel[0].address.addr());
     }
 }

@@ -1,6 +1,7 @@
 //! The `weft-ipam` commands: ADD allocates, DEL releases, CHECK verifies prevResult's addresses are
 //! still held, STATUS reports whether an ADD could get an address, GC releases every allocation
-//! not in `cni.dev/valid-attachments`.
+//! not in `cni.dev/valid-attachments` except the node's tunnel address (the agent's, which no
+//! runtime lists).
 
 use std::time::{Duration, Instant};
 
