@@ -11,6 +11,12 @@ pub const CIDR_MASKED: &str = "!isCIDR(self) || cidr(self) == cidr(self).masked(
 pub const CIDR_MASKED_MSG: &str =
     "must be a network address with no host bits set (e.g. 10.244.0.0/16, not 10.244.0.1/16)";
 
+/// On `nodeMetricsPort`: not the node agent's health port
+/// ([`crate::installation::NODE_HEALTH_PORT`]).
+pub const NOT_NODE_HEALTH_PORT: &str = "self != 9099";
+pub const NOT_NODE_HEALTH_PORT_MSG: &str =
+    "nodeMetricsPort must not be 9099, the node agent's health port";
+
 /// On a pool CIDR string: IPv4 only for now.
 pub const CIDR_IPV4: &str = "!isCIDR(self) || cidr(self).ip().family() == 4";
 pub const CIDR_IPV4_MSG: &str = "IPv6 pools are not supported yet";

@@ -125,6 +125,7 @@ pub fn defaults(spec: &InstallationSpec, facts: &ClusterFacts) -> ComputedInstal
             .as_ref()
             .and_then(|l| l.level)
             .unwrap_or_default(),
+        node_metrics_port: spec.node_metrics_port,
     }
 }
 

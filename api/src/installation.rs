@@ -24,6 +24,8 @@ pub const INSTALLATION_NAME: &str = "default";
 pub const MTU_RANGE: std::ops::RangeInclusive<i32> = 576..=9216;
 /// Most pools an Installation may list.
 pub const MAX_IP_POOLS: usize = 16;
+/// The node agent's health port (`/healthz`, `/readyz`) on the host's loopback address.
+pub const NODE_HEALTH_PORT: i32 = 9099;
 
 /// Desired state of weft in this cluster.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -86,6 +88,14 @@ pub struct InstallationSpec {
     /// Logging of weft's components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<Logging>,
+    /// Port on every node's addresses where the node agent serves Prometheus `/metrics`; absent
+    /// means no metrics endpoint. The agent runs on the host network, so the port is reachable
+    /// from the pod network unless a host firewall or policy restricts it. Must not be 9099, the
+    /// agent's health port.
+    #[schemars(range(min = 1, max = 65535))]
+    #[x_kube(validation = Rule::new(cel::NOT_NODE_HEALTH_PORT).message(cel::NOT_NODE_HEALTH_PORT_MSG))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_metrics_port: Option<i32>,
 }
 
 /// Image pull policy, as in a container spec.

@@ -83,6 +83,9 @@ pub struct ComputedInstallation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub component_resources: Vec<ComponentResource>,
     pub log_level: LogLevel,
+    /// The node agent's metrics port; absent means no metrics endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_metrics_port: Option<i32>,
 }
 
 /// CNI settings with defaults resolved.

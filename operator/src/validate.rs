@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weft_api::installation::NODE_HEALTH_PORT;
 use weft_api::ippool::{BLOCK_SIZE_RANGE_V4, DEFAULT_BLOCK_SIZE_V4};
 use weft_api::{
     CniType, ComputedInstallation, ComputedIpPool, InstallationSpec, IpPoolSpec, IpamType,
@@ -70,6 +71,7 @@ pub fn validate(
     check_tolerations(spec, &mut errors);
     check_node_update_strategy(computed, &mut errors);
     check_component_resources(spec, &mut errors);
+    check_node_metrics_port(spec, &mut errors);
     let pools = spec_pools(spec, computed);
     check_pools(&pools, &mut errors);
     check_pools_against_cluster(&pools, cluster, &mut errors);
@@ -302,6 +304,24 @@ fn check_component_resources(spec: &InstallationSpec, errors: &mut Errors) {
                 ),
             );
         }
+    }
+}
+
+/// The same rules as the schema's, so offline rendering refuses the same ports.
+fn check_node_metrics_port(spec: &InstallationSpec, errors: &mut Errors) {
+    let Some(port) = spec.node_metrics_port else {
+        return;
+    };
+    if !(1..=65535).contains(&port) {
+        errors.add(
+            "spec.nodeMetricsPort",
+            format!("{port} is not a port: allowed are 1 to 65535"),
+        );
+    } else if port == NODE_HEALTH_PORT {
+        errors.add(
+            "spec.nodeMetricsPort",
+            format!("{port} is the node agent's health port: choose another port"),
+        );
     }
 }
 

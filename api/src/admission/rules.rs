@@ -17,7 +17,7 @@ pub type Rule = fn(&Value) -> bool;
 /// The offline twin of the CEL rule `text`, if there is one.
 pub fn rule(text: &str) -> Option<Rule> {
     let text = normalise(text);
-    let table: [(&str, Rule); 19] = [
+    let table: [(&str, Rule); 20] = [
         (cel::IS_CIDR, |v| str_of(v).is_some_and(is_cidr)),
         (cel::CIDR_MASKED, |v| {
             str_of(v)
@@ -33,6 +33,9 @@ pub fn rule(text: &str) -> Option<Rule> {
         (cel::BLOCK_SIZE_WITHIN_POOL, block_size_within_pool),
         (cel::POOL_CIDRS_UNIQUE, pool_cidrs_unique),
         (cel::POOLS_DISJOINT, pools_disjoint),
+        (cel::NOT_NODE_HEALTH_PORT, |v| {
+            int(v) != Some(i64::from(crate::installation::NODE_HEALTH_PORT))
+        }),
         ("isIP(self)", |v| str_of(v).is_some_and(is_ip)),
         ("self.all(c, isCIDR(c))", |v| {
             all(v, |c| str_of(c).is_some_and(is_cidr))

@@ -325,3 +325,26 @@ fn a_standalone_ip_pool_is_checked_against_other_pools_and_the_cluster() {
         "{error}"
     );
 }
+
+#[test]
+fn the_node_metrics_port_is_a_port_other_than_the_health_port() {
+    assert_one(
+        serde_json::json!({"nodeMetricsPort": 0}),
+        "spec.nodeMetricsPort",
+        "allowed are 1 to 65535",
+    );
+    assert_one(
+        serde_json::json!({"nodeMetricsPort": 70000}),
+        "spec.nodeMetricsPort",
+        "allowed are 1 to 65535",
+    );
+    assert_one(
+        serde_json::json!({"nodeMetricsPort": 9099}),
+        "spec.nodeMetricsPort",
+        "health port",
+    );
+    assert_eq!(
+        errors_for(serde_json::json!({"nodeMetricsPort": 9091})),
+        Vec::new()
+    );
+}
