@@ -496,22 +496,18 @@ impl NodeCluster {
     }
 
     /// Whether the node's policy table binds the pod's address to an interface (the agent has
-    /// programmed the pod).
+    /// programmed the pod); for a table without the workload guard, whether the table is there.
     pub fn is_programmed(&self, pod: &TestPod) -> bool {
         let netns = &self.nodes[pod.node].netns;
-        try_sh(&[
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            "nft",
-            "list",
-            "set",
-            "inet",
-            "weft_policy",
-            "endpoints_v4",
-        ])
-        .is_some_and(|set| set.contains(&format!(" . {}", pod.ip)))
+        let list = |what: &[&str]| {
+            let mut args = vec!["ip", "netns", "exec", netns, "nft", "list"];
+            args.extend_from_slice(what);
+            try_sh(&args)
+        };
+        match list(&["set", "inet", "weft_policy", "endpoints_v4"]) {
+            Some(set) => set.contains(&format!(" . {}", pod.ip)),
+            None => list(&["table", "inet", "weft_policy"]).is_some(),
+        }
     }
 
     /// Waits until the agent has programmed `pod`.

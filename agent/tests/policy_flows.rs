@@ -1,0 +1,275 @@
+//! What policy does to traffic beyond a connection's first packet: a pod cannot send with
+//! another pod's address, even where the node's reverse-path filter is loose, and connections
+//! a policy change denies stop at once, whether established before it or not.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::networking::v1::NetworkPolicy as KubeNetworkPolicy;
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+
+async fn create_kube_policy(nodes: &NodeCluster, name: &str, spec: serde_json::Value) {
+    let policy: KubeNetworkPolicy =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+    Api::<KubeNetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap_or_else(|error| panic!("create NetworkPolicy {name}: {error}"));
+}
+
+async fn two_nodes() -> NodeCluster {
+    let mut nodes = NodeCluster::new(
+        shared_cluster().await,
+        &[1, 2],
+        "VXLANCrossSubnet",
+        "Enabled",
+    )
+    .await;
+    nodes.start_agents().await;
+    nodes
+}
+
+/// Sends one UDP datagram from `namespace` with a forged source address (a raw socket writes
+/// the IP header itself; the kernel fills in the length and checksum).
+fn send_spoofed_udp(namespace: &str, src: Ipv4Addr, dst: Ipv4Addr, port: u16) {
+    inside(namespace, move || {
+        let payload = b"spoof";
+        let mut packet = vec![0u8; 28];
+        packet[0] = 0x45;
+        packet[8] = 64;
+        packet[9] = 17;
+        packet[12..16].copy_from_slice(&src.octets());
+        packet[16..20].copy_from_slice(&dst.octets());
+        packet[20..22].copy_from_slice(&40_000u16.to_be_bytes());
+        packet[22..24].copy_from_slice(&port.to_be_bytes());
+        packet[24..26].copy_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+        packet.extend_from_slice(payload);
+        // SAFETY: a raw socket we own, a buffer and address that live across the calls.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let address = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(dst.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            let sent = libc::sendto(
+                fd,
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (&address as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert!(sent > 0, "sendto: {}", std::io::Error::last_os_error());
+            libc::close(fd);
+        }
+    });
+}
+
+fn from(seen: &Arc<Mutex<Vec<String>>>, address: Ipv4Addr) -> usize {
+    let address = address.to_string();
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| **s == address)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_cannot_send_with_another_pods_address_under_loose_reverse_path_filtering() {
+    let mut nodes = two_nodes().await;
+    for node in &nodes.nodes {
+        for key in ["all", "default"] {
+            let setting = format!("net.ipv4.conf.{key}.rp_filter=2");
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &node.netns,
+                "sysctl",
+                "-qw",
+                &setting,
+            ]);
+        }
+    }
+    let trusted = nodes.add_pod(0, "trusted", &[("app", "trusted")]).await;
+    let spoofer = nodes.add_pod(0, "spoofer", &[("app", "spoofer")]).await;
+    let target = nodes.add_pod(1, "target", &[("app", "target")]).await;
+    let seen = udp_sink(&target.netns, 9000);
+    create_kube_policy(
+        &nodes,
+        "target-from-trusted",
+        json!({"podSelector": {"matchLabels": {"app": "target"}}, "policyTypes": ["Ingress"],
+               "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "trusted"}}}],
+                            "ports": [{"protocol": "UDP", "port": 9000}]}]}),
+    )
+    .await;
+    create_kube_policy(
+        &nodes,
+        "spoofer-isolated",
+        json!({"podSelector": {"matchLabels": {"app": "spoofer"}}, "policyTypes": ["Egress"]}),
+    )
+    .await;
+    // The policies are in place: the spoofer's own datagrams no longer arrive, the trusted
+    // pod's do.
+    nodes
+        .until(
+            "the spoofer's egress is denied",
+            Duration::from_secs(10),
+            || {
+                let before = from(&seen, spoofer.ip);
+                udp_send(&spoofer.netns, target.ip, 9000);
+                std::thread::sleep(Duration::from_millis(300));
+                from(&seen, spoofer.ip) == before
+            },
+        )
+        .await;
+    nodes
+        .until(
+            "the trusted pod reaches the target",
+            Duration::from_secs(10),
+            || {
+                udp_send(&trusted.netns, target.ip, 9000);
+                std::thread::sleep(Duration::from_millis(100));
+                from(&seen, trusted.ip) > 0
+            },
+        )
+        .await;
+
+    let before = from(&seen, trusted.ip);
+    for _ in 0..20 {
+        send_spoofed_udp(&spoofer.netns, trusted.ip, target.ip, 9000);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        from(&seen, trusted.ip),
+        before,
+        "datagrams forged with the trusted pod's address reached the target"
+    );
+}
+
+/// A TCP stream sending a line every 50 ms and reading the echo; returns when the last echo
+/// came back.
+fn tcp_stream(
+    namespace: &str,
+    to: Ipv4Addr,
+    port: u16,
+    stop: Arc<AtomicBool>,
+) -> Arc<Mutex<Option<Instant>>> {
+    let last = Arc::new(Mutex::new(None));
+    let record = last.clone();
+    let namespace = namespace.to_owned();
+    std::thread::spawn(move || {
+        enter(&namespace);
+        let address = SocketAddr::from((to, port));
+        let stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        while !stop.load(Ordering::Relaxed) {
+            if writeln!(writer, "tick").is_err() {
+                return;
+            }
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                *record.lock().unwrap() = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    last
+}
+
+/// A UDP flow (one socket, so one conntrack entry) sending every 50 ms.
+fn udp_flow(namespace: &str, to: Ipv4Addr, port: u16, stop: Arc<AtomicBool>) {
+    let namespace = namespace.to_owned();
+    std::thread::spawn(move || {
+        enter(&namespace);
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            let _ = socket.send_to(b"tick", (to, port));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+}
+
+/// A UDP sink recording when each datagram arrived.
+fn timed_sink(namespace: &str, port: u16) -> Arc<Mutex<Vec<Instant>>> {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let record = arrivals.clone();
+    let namespace = namespace.to_owned();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        enter(&namespace);
+        let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        ready_tx.send(()).ok();
+        let mut buffer = [0u8; 64];
+        while socket.recv_from(&mut buffer).is_ok() {
+            record.lock().unwrap().push(Instant::now());
+        }
+    });
+    ready_rx.recv().unwrap();
+    arrivals
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_change_cuts_established_tcp_and_udp_flows_within_two_seconds() {
+    let mut nodes = two_nodes().await;
+    let server = nodes.add_pod(1, "server", &[("app", "server")]).await;
+    let client = nodes.add_pod(0, "client", &[("app", "client")]).await;
+    serve_tcp(&server.netns, 8080);
+    let arrivals = timed_sink(&server.netns, 9000);
+    assert!(tcp_probe_eventually(&client.netns, server.ip, 8080, 25).is_some());
+    let stop = Arc::new(AtomicBool::new(false));
+    let last_echo = tcp_stream(&client.netns, server.ip, 8080, stop.clone());
+    udp_flow(&client.netns, server.ip, 9000, stop.clone());
+    nodes
+        .until("both flows carry traffic", Duration::from_secs(5), || {
+            last_echo.lock().unwrap().is_some() && arrivals.lock().unwrap().len() > 5
+        })
+        .await;
+
+    let denied_at = Instant::now();
+    create_kube_policy(
+        &nodes,
+        "server-isolated",
+        json!({"podSelector": {"matchLabels": {"app": "server"}}, "policyTypes": ["Ingress"]}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    let tcp_stopped = last_echo
+        .lock()
+        .unwrap()
+        .expect("echoes")
+        .duration_since(denied_at);
+    let udp_stopped = arrivals
+        .lock()
+        .unwrap()
+        .last()
+        .expect("arrivals")
+        .saturating_duration_since(denied_at);
+    eprintln!("TCP stopped {tcp_stopped:?}, UDP {udp_stopped:?} after the deny");
+    assert!(
+        tcp_stopped < Duration::from_secs(2),
+        "the TCP stream still echoed {tcp_stopped:?} after the deny"
+    );
+    assert!(
+        udp_stopped < Duration::from_secs(2),
+        "the UDP flow still arrived {udp_stopped:?} after the deny"
+    );
+}
