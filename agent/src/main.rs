@@ -119,6 +119,10 @@ struct ControllerArgs {
     /// Seconds between garbage collection passes.
     #[arg(long, env = "WEFT_GC_INTERVAL_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     interval_seconds: u64,
+    /// Address of /healthz, /readyz and /metrics: the pod's loopback, so no other pod reaches
+    /// them.
+    #[arg(long, env = "WEFT_HEALTH_ADDRESS", default_value = "127.0.0.1")]
+    health_address: IpAddr,
     #[arg(long, env = "WEFT_HEALTH_PORT", default_value_t = 9098)]
     health_port: u16,
 }
@@ -181,7 +185,7 @@ fn main() -> ExitCode {
                     identity,
                     block_grace: Duration::from_secs(args.block_release_seconds),
                     interval: Duration::from_secs(args.interval_seconds),
-                    health: SocketAddr::from(([0, 0, 0, 0], args.health_port)),
+                    health: SocketAddr::new(args.health_address, args.health_port),
                 }))
                 .map_err(|error| error.to_string())
         }),

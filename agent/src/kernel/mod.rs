@@ -18,6 +18,9 @@ use std::sync::Mutex;
 use weft_cni::netlink::{Netlink, NetlinkError};
 use weft_cni::netns;
 
+/// Where the agent's pod mounts the host's /proc/sys/net, writable (see [`Kernel::sysctl`]).
+pub const HOST_PROC_SYS: &str = "/host/proc/sys";
+
 /// A failed kernel operation.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -88,16 +91,30 @@ impl Kernel {
     }
 
     /// Writes a sysctl under /proc/sys (e.g. `net/ipv4/ip_forward`) when it differs.
+    ///
+    /// An unprivileged container's /proc/sys is read-only; the agent's pod mounts the host's
+    /// /proc/sys/net writable at [`HOST_PROC_SYS`]`/net` instead, which is written when /proc/sys
+    /// refuses with EROFS. Net sysctls act on the writing thread's namespace whichever mount
+    /// they are reached through.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<(), KernelError> {
         let path = format!("/proc/sys/{key}");
+        let host_path = format!("{HOST_PROC_SYS}/{key}");
         self.inside(|| {
-            let current = std::fs::read_to_string(&path)?;
-            if current.trim() != value {
-                std::fs::write(&path, value)?;
+            let current = std::fs::read_to_string(&path).map_err(|e| (path.clone(), e))?;
+            if current.trim() == value {
+                return Ok(());
             }
-            Ok::<_, std::io::Error>(())
+            match std::fs::write(&path, value) {
+                Err(error)
+                    if error.raw_os_error() == Some(libc::EROFS)
+                        && Path::new(&host_path).exists() =>
+                {
+                    std::fs::write(&host_path, value).map_err(|e| (host_path.clone(), e))
+                }
+                result => result.map_err(|e| (path.clone(), e)),
+            }
         })?
-        .map_err(|source| KernelError::Sysctl { path, source })
+        .map_err(|(path, source)| KernelError::Sysctl { path, source })
     }
 
     /// Runs `nft -f -` inside the namespace with `script` on stdin, as one transaction.
