@@ -292,6 +292,17 @@ impl LocalCluster {
             .await
     }
 
+    /// A client that authenticates with the bearer `token` alone (for example a ServiceAccount
+    /// token from a TokenRequest), so the API server sees exactly the identity the token carries.
+    pub async fn client_with_token(&self, token: &str) -> Result<Client, Error> {
+        let mut config = self.config.clone();
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.to_owned().into()),
+            ..Default::default()
+        };
+        Client::try_from(config).map_err(|e| Error::Kubeconfig(e.to_string()))
+    }
+
     /// Adds `count` kwok-managed Nodes carrying `labels` and waits until each is Ready and has a
     /// pod CIDR. Returns their names.
     pub async fn add_nodes(

@@ -1,6 +1,9 @@
 //! Applies the rendered set kind by kind, in dependency order (namespace and identities before
 //! the workloads that use them), and tears it down in the reverse, safe order.
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -31,6 +34,8 @@ pub async fn apply_all(
         service_accounts,
         cluster_roles,
         cluster_role_bindings,
+        validating_admission_policies,
+        validating_admission_policy_bindings,
         config_maps,
         daemon_sets,
         deployments,
@@ -48,6 +53,13 @@ pub async fn apply_all(
         .await?;
     Applier::<ClusterRoleBinding>::cluster(client.clone())
         .sync(&cluster_role_bindings, writes)
+        .await?;
+    // Before the agent's DaemonSet: no agent ever runs without the policy limiting its writes.
+    Applier::<ValidatingAdmissionPolicy>::cluster(client.clone())
+        .sync(&validating_admission_policies, writes)
+        .await?;
+    Applier::<ValidatingAdmissionPolicyBinding>::cluster(client.clone())
+        .sync(&validating_admission_policy_bindings, writes)
         .await?;
     Applier::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
         .sync(&config_maps, writes)
@@ -123,6 +135,16 @@ pub async fn teardown(client: &Client) -> Result<Vec<String>, ApplyError> {
     )
     .await?;
     stage(Applier::<ClusterRole>::cluster(client.clone()), &mut left).await?;
+    stage(
+        Applier::<ValidatingAdmissionPolicyBinding>::cluster(client.clone()),
+        &mut left,
+    )
+    .await?;
+    stage(
+        Applier::<ValidatingAdmissionPolicy>::cluster(client.clone()),
+        &mut left,
+    )
+    .await?;
     stage(
         Applier::<ServiceAccount>::namespaced(client.clone(), NAMESPACE),
         &mut left,

@@ -1,5 +1,8 @@
-//! The operator's own HTTP port: `/healthz` (the process serves), `/readyz` (it holds or waits for
-//! the leader lease and its controller runs) and `/metrics` (Prometheus text format).
+//! The operator's own HTTP ports: `/healthz` (the process serves), `/readyz` (it holds or waits
+//! for the leader lease and its controller runs) and `/metrics` (Prometheus text format). The
+//! operator runs on the host network, so the health port listens on the host's loopback (where
+//! the kubelet probes) and `/metrics`, when it has an address of its own, is the only endpoint
+//! other hosts and pods can reach.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -40,13 +43,44 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
     response
 }
 
-fn route(path: &str, readiness: &Readiness, registry: &Registry) -> Response<Full<Bytes>> {
+/// Which endpoints one listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub health: bool,
+    pub metrics: bool,
+}
+
+impl Endpoints {
+    pub const ALL: Endpoints = Endpoints {
+        health: true,
+        metrics: true,
+    };
+    pub const HEALTH: Endpoints = Endpoints {
+        health: true,
+        metrics: false,
+    };
+    pub const METRICS: Endpoints = Endpoints {
+        health: false,
+        metrics: true,
+    };
+}
+
+fn route(
+    path: &str,
+    endpoints: Endpoints,
+    readiness: &Readiness,
+    registry: &Registry,
+) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     match path {
-        "/healthz" => respond(StatusCode::OK, TEXT, "ok\n".into()),
-        "/readyz" if readiness.get() => respond(StatusCode::OK, TEXT, "ok\n".into()),
-        "/readyz" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n".into()),
-        "/metrics" => respond(
+        "/healthz" if endpoints.health => respond(StatusCode::OK, TEXT, "ok\n".into()),
+        "/readyz" if endpoints.health && readiness.get() => {
+            respond(StatusCode::OK, TEXT, "ok\n".into())
+        }
+        "/readyz" if endpoints.health => {
+            respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n".into())
+        }
+        "/metrics" if endpoints.metrics => respond(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             crate::metrics::encode(registry),
@@ -56,9 +90,10 @@ fn route(path: &str, readiness: &Readiness, registry: &Registry) -> Response<Ful
 }
 
 /// Binds `address` and returns the bound address (port 0 picks a free port) with the future that
-/// serves until `shutdown` turns true.
+/// serves `endpoints` until `shutdown` turns true.
 pub async fn serve(
     address: SocketAddr,
+    endpoints: Endpoints,
     readiness: Readiness,
     registry: Arc<Registry>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -76,7 +111,7 @@ pub async fn serve(
             let registry = registry.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
-                    let response = route(request.uri().path(), &readiness, &registry);
+                    let response = route(request.uri().path(), endpoints, &readiness, &registry);
                     async move { Ok::<_, Infallible>(response) }
                 });
                 if let Err(error) = http1::Builder::new()
@@ -99,10 +134,24 @@ mod tests {
     fn readyz_follows_readiness() {
         let registry = Registry::default();
         let readiness = Readiness::default();
-        assert_eq!(route("/readyz", &readiness, &registry).status(), 503);
+        let all = Endpoints::ALL;
+        assert_eq!(route("/readyz", all, &readiness, &registry).status(), 503);
         readiness.set(true);
-        assert_eq!(route("/readyz", &readiness, &registry).status(), 200);
-        assert_eq!(route("/healthz", &readiness, &registry).status(), 200);
-        assert_eq!(route("/nope", &readiness, &registry).status(), 404);
+        assert_eq!(route("/readyz", all, &readiness, &registry).status(), 200);
+        assert_eq!(route("/healthz", all, &readiness, &registry).status(), 200);
+        assert_eq!(route("/nope", all, &readiness, &registry).status(), 404);
+    }
+
+    #[test]
+    fn each_listener_serves_only_its_endpoints() {
+        let registry = Registry::default();
+        let readiness = Readiness::default();
+        readiness.set(true);
+        let get = |path, endpoints| route(path, endpoints, &readiness, &registry).status();
+        assert_eq!(get("/metrics", Endpoints::HEALTH), 404);
+        assert_eq!(get("/healthz", Endpoints::HEALTH), 200);
+        assert_eq!(get("/healthz", Endpoints::METRICS), 404);
+        assert_eq!(get("/readyz", Endpoints::METRICS), 404);
+        assert_eq!(get("/metrics", Endpoints::METRICS), 200);
     }
 }

@@ -45,9 +45,15 @@ impl LogLevel {
 #[derive(Parser, Debug)]
 #[command(name = "weft-operator", version)]
 struct Args {
-    /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, env = "WEFT_HEALTH_ADDRESS", default_value = "0.0.0.0:9442")]
+    /// Address of /healthz and /readyz (and of /metrics without --metrics-address). The operator
+    /// runs on the host network: the host's loopback is where the kubelet probes, and no pod
+    /// reaches it there.
+    #[arg(long, env = "WEFT_HEALTH_ADDRESS", default_value = "127.0.0.1:9443")]
     health_address: SocketAddr,
+    /// Address of /metrics alone, e.g. 0.0.0.0:9442 for a Prometheus on another host; on the
+    /// host network it is reachable from the pod network unless a host firewall restricts it.
+    #[arg(long, env = "WEFT_METRICS_ADDRESS")]
+    metrics_address: Option<SocketAddr>,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "weft-operator")]
     lease_namespace: String,
@@ -130,6 +136,7 @@ async fn main() -> ExitCode {
     }
     let options = Options {
         health_address: args.health_address,
+        metrics_address: args.metrics_address,
         lease_namespace: (!args.no_leader_election).then_some(args.lease_namespace),
         identity: args.identity.unwrap_or_else(hostname),
         settings: Settings {

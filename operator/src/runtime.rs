@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, stream};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -26,7 +29,7 @@ use weft_api::{Installation, IpPool};
 use crate::context::{Context, Settings};
 use crate::counting::counting_client;
 use crate::events::Events;
-use crate::health::{Readiness, serve};
+use crate::health::{Endpoints, Readiness, serve};
 use crate::labels::{NAMESPACE, managed_selector};
 use crate::leader::{Election, LeaderError};
 use crate::metrics::Metrics;
@@ -41,8 +44,11 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 /// How the operator process runs.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Address of `/healthz`, `/readyz` and `/metrics` (port 0 picks a free one).
+    /// Address of `/healthz` and `/readyz`, and of `/metrics` when `metrics_address` is `None`
+    /// (port 0 picks a free one).
     pub health_address: SocketAddr,
+    /// Address of `/metrics` alone, when it is served apart from the health endpoints.
+    pub metrics_address: Option<SocketAddr>,
     /// Namespace of the leader Lease; `None` disables leader election (a single replica).
     pub lease_namespace: Option<String>,
     /// This replica's name in the Lease and in Events.
@@ -52,7 +58,7 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("serving the health port on {address}: {source}")]
+    #[error("serving the health or metrics port on {address}: {source}")]
     Health {
         address: SocketAddr,
         #[source]
@@ -72,8 +78,10 @@ pub struct Handles {
     pub readiness: Readiness,
     /// True while this replica leads and its controller runs.
     pub leading: Readiness,
-    /// Where `/healthz`, `/readyz` and `/metrics` are served, once bound.
+    /// Where `/healthz` and `/readyz` are served, once bound.
     pub address: Arc<std::sync::OnceLock<SocketAddr>>,
+    /// Where `/metrics` is served apart from the health endpoints, once bound.
+    pub metrics_address: Arc<std::sync::OnceLock<SocketAddr>>,
 }
 
 impl Handles {
@@ -87,6 +95,7 @@ impl Handles {
             readiness: Readiness::default(),
             leading: Readiness::default(),
             address: Arc::default(),
+            metrics_address: Arc::default(),
         }
     }
 }
@@ -125,6 +134,8 @@ fn child_changes(client: &Client, steady: &Arc<Steady>) -> impl Stream<Item = ()
         changes::<Namespace>(Api::all(client.clone()), managed(), s()),
         changes::<ClusterRole>(Api::all(client.clone()), managed(), s()),
         changes::<ClusterRoleBinding>(Api::all(client.clone()), managed(), s()),
+        changes::<ValidatingAdmissionPolicy>(Api::all(client.clone()), managed(), s()),
+        changes::<ValidatingAdmissionPolicyBinding>(Api::all(client.clone()), managed(), s()),
         changes::<ServiceAccount>(in_weft_system(client), managed(), s()),
         changes::<ConfigMap>(in_weft_system(client), managed(), s()),
         changes::<DaemonSet>(in_weft_system(client), managed(), s()),
@@ -153,8 +164,13 @@ pub async fn run(
 ) -> Result<(), RunError> {
     // Lease renewals go through the plain client: the counted one measures reconcile cost only.
     let counted = counting_client(client.clone(), &handles.metrics);
+    let health_endpoints = match options.metrics_address {
+        Some(_) => Endpoints::HEALTH,
+        None => Endpoints::ALL,
+    };
     let (address, server) = serve(
         options.health_address,
+        health_endpoints,
         handles.readiness.clone(),
         handles.registry.clone(),
         shutdown.clone(),
@@ -164,9 +180,29 @@ pub async fn run(
         address: options.health_address,
         source,
     })?;
-    info!(%address, "serving /healthz, /readyz and /metrics");
+    info!(%address, metrics = health_endpoints.metrics, "serving /healthz and /readyz");
     let _ = handles.address.set(address);
     let server = tokio::spawn(server);
+    let metrics_server = match options.metrics_address {
+        Some(metrics_address) => {
+            let (bound, server) = serve(
+                metrics_address,
+                Endpoints::METRICS,
+                handles.readiness.clone(),
+                handles.registry.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|source| RunError::Health {
+                address: metrics_address,
+                source,
+            })?;
+            info!(address = %bound, "serving /metrics");
+            let _ = handles.metrics_address.set(bound);
+            Some(tokio::spawn(server))
+        }
+        None => None,
+    };
 
     let mut election = match &options.lease_namespace {
         Some(namespace) => {
@@ -201,6 +237,9 @@ pub async fn run(
         election.release().await;
     }
     server.abort();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     result
 }
 

@@ -126,6 +126,8 @@ async fn assert_applied_equals_rendered(client: &Client) -> anyhow::Result<()> {
         service_accounts,
         cluster_roles,
         cluster_role_bindings,
+        validating_admission_policies,
+        validating_admission_policy_bindings,
         config_maps,
         daemon_sets,
         deployments,
@@ -140,6 +142,12 @@ async fn assert_applied_equals_rendered(client: &Client) -> anyhow::Result<()> {
     .await?;
     assert_matches_render(Api::all(client.clone()), &cluster_roles).await?;
     assert_matches_render(Api::all(client.clone()), &cluster_role_bindings).await?;
+    assert_matches_render(Api::all(client.clone()), &validating_admission_policies).await?;
+    assert_matches_render(
+        Api::all(client.clone()),
+        &validating_admission_policy_bindings,
+    )
+    .await?;
     assert_matches_render(Api::namespaced(client.clone(), NAMESPACE), &config_maps).await?;
     assert_matches_render(Api::namespaced(client.clone(), NAMESPACE), &daemon_sets).await?;
     assert_matches_render(Api::namespaced(client.clone(), NAMESPACE), &deployments).await?;

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use weft_api::Installation;
 use weft_operator::prepare::{offline_facts, prepare};
 use weft_operator::render::{Rendered, render, to_yaml};
@@ -139,6 +140,171 @@ fn a_changed_mtu_changes_the_pod_template_hash() {
             .clone()
     };
     assert_ne!(hash(&minimal), hash(&custom));
+}
+
+fn node_pod(rendered: &Rendered) -> &PodSpec {
+    rendered.daemon_sets[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+}
+
+fn env<'a>(container: &'a Container, name: &str) -> Option<&'a str> {
+    container
+        .env
+        .iter()
+        .flatten()
+        .find(|variable| variable.name == name)
+        .and_then(|variable| variable.value.as_deref())
+}
+
+/// Added capabilities of `container`, after it drops every capability.
+fn capabilities(container: &Container) -> Vec<String> {
+    let context = container
+        .security_context
+        .as_ref()
+        .expect("securityContext");
+    assert_eq!(context.privileged, Some(false), "{}", container.name);
+    assert_eq!(context.allow_privilege_escalation, Some(false));
+    assert_eq!(context.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        context.run_as_user,
+        Some(0),
+        "root owns the host's CNI directories"
+    );
+    let capabilities = context.capabilities.as_ref().expect("capabilities");
+    assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_owned()][..]));
+    capabilities.add.clone().unwrap_or_default()
+}
+
+fn assert_local_probe(probe: Option<&Probe>, path: &str) {
+    let get = probe
+        .and_then(|probe| probe.http_get.as_ref())
+        .expect("an httpGet probe");
+    assert_eq!(get.host.as_deref(), Some("127.0.0.1"));
+    assert_eq!(get.path.as_deref(), Some(path));
+    assert_eq!(
+        get.port,
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9099)
+    );
+}
+
+#[test]
+fn no_container_is_privileged_and_each_keeps_only_what_it_uses() {
+    let rendered = check("minimal");
+    let pod = node_pod(&rendered);
+    let install = &pod.init_containers.as_ref().unwrap()[0];
+    assert!(
+        capabilities(install).is_empty(),
+        "install-cni only writes files"
+    );
+    let agent = &pod.containers[0];
+    assert_eq!(capabilities(agent), ["NET_ADMIN", "NET_RAW"]);
+    let seccomp = pod
+        .security_context
+        .as_ref()
+        .unwrap()
+        .seccomp_profile
+        .as_ref();
+    assert_eq!(seccomp.unwrap().type_, "RuntimeDefault");
+    let volumes: Vec<&str> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|volume| volume.name.as_str())
+        .collect();
+    assert_eq!(
+        volumes,
+        [
+            "cni-bin-dir",
+            "cni-net-dir",
+            "weft-state",
+            "host-proc-sys-net"
+        ]
+    );
+    for container in pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+    {
+        for mount in container.volume_mounts.iter().flatten() {
+            assert!(volumes.contains(&mount.name.as_str()), "{}", mount.name);
+        }
+    }
+}
+
+#[test]
+fn the_agent_serves_health_on_localhost_and_metrics_only_when_asked() {
+    let minimal = check("minimal");
+    let agent = &node_pod(&minimal).containers[0];
+    assert_eq!(env(agent, "WEFT_HEALTH_ADDRESS"), Some("127.0.0.1"));
+    assert_eq!(env(agent, "WEFT_HEALTH_PORT"), Some("9099"));
+    assert_eq!(
+        env(agent, "WEFT_METRICS_PORT"),
+        None,
+        "metrics are off by default"
+    );
+    assert_local_probe(agent.liveness_probe.as_ref(), "/healthz");
+    assert_local_probe(agent.readiness_probe.as_ref(), "/readyz");
+
+    let custom = check("custom");
+    let agent = &node_pod(&custom).containers[0];
+    assert_eq!(env(agent, "WEFT_METRICS_PORT"), Some("9091"));
+    assert_eq!(capabilities(agent), ["NET_ADMIN", "NET_RAW"]);
+}
+
+#[test]
+fn a_privileged_metrics_port_adds_only_the_right_to_bind_it() {
+    let mut installation: Installation = serde_saphyr::from_str(
+        &std::fs::read_to_string(fixtures().join("minimal.installation.yaml")).unwrap(),
+    )
+    .unwrap();
+    installation.spec.node_metrics_port = Some(909);
+    let facts = offline_facts();
+    let computed = prepare(&installation, &facts, &Default::default()).unwrap();
+    let rendered = render(&computed, &facts, None);
+    let agent = &node_pod(&rendered).containers[0];
+    assert_eq!(
+        capabilities(agent),
+        ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]
+    );
+}
+
+#[test]
+fn the_node_scope_policy_is_rendered_for_the_agent_account_alone() {
+    let rendered = check("minimal");
+    let [policy] = rendered.validating_admission_policies.as_slice() else {
+        panic!("one policy expected")
+    };
+    let spec = policy.spec.as_ref().unwrap();
+    let conditions = spec.match_conditions.as_ref().unwrap();
+    assert_eq!(
+        conditions[0].expression,
+        "request.userInfo.username == 'system:serviceaccount:weft-system:weft-node'"
+    );
+    assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
+    for validation in spec.validations.iter().flatten() {
+        let message = validation.message.as_deref().unwrap();
+        assert!(
+            message
+                .split(": ")
+                .next()
+                .is_some_and(|rule| !rule.contains(' ')),
+            "every message starts with its rule's name: {message}"
+        );
+    }
+    let [binding] = rendered.validating_admission_policy_bindings.as_slice() else {
+        panic!("one binding expected")
+    };
+    assert_eq!(
+        binding.spec.policy_name,
+        policy.metadata.name.clone().unwrap()
+    );
+    assert_eq!(binding.spec.validation_actions, ["Deny"]);
 }
 
 #[test]

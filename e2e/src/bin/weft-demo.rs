@@ -124,6 +124,7 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         operator_client,
         Options {
             health_address: "127.0.0.1:0".parse()?,
+            metrics_address: None,
             lease_namespace: Some(OPERATOR_NAMESPACE.into()),
             identity: "weft-demo".into(),
             settings: Default::default(),

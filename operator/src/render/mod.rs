@@ -2,6 +2,7 @@
 //! every object the operator applies. No API calls happen here, so `weftctl render` prints exactly
 //! what the operator applies and fixtures test it.
 
+mod admission;
 mod cni;
 mod controllers;
 mod node;
@@ -11,6 +12,9 @@ mod yaml;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -21,6 +25,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use weft_api::{ClusterFacts, CniType, ComputedInstallation, IpPool};
 
+pub use admission::{
+    AGENT_ANNOTATION_PREFIX, AGENT_CONDITION, NODE_NAME_EXTRA, NODE_SCOPE_POLICY,
+    rule as node_scope_rule,
+};
 pub use cni::{CNI_CONFIG_KEY, CNI_CONFIG_NAME, conflist};
 pub use controllers::CONTROLLERS_NAME;
 pub use node::{CNI_CONFIG_HASH_ANNOTATION, NODE_AGENT_NAME};
@@ -68,6 +76,9 @@ pub struct Rendered {
     pub service_accounts: Vec<ServiceAccount>,
     pub cluster_roles: Vec<ClusterRole>,
     pub cluster_role_bindings: Vec<ClusterRoleBinding>,
+    /// What the API server allows the node agent to write (before the agent exists).
+    pub validating_admission_policies: Vec<ValidatingAdmissionPolicy>,
+    pub validating_admission_policy_bindings: Vec<ValidatingAdmissionPolicyBinding>,
     pub config_maps: Vec<ConfigMap>,
     pub daemon_sets: Vec<DaemonSet>,
     pub deployments: Vec<Deployment>,
@@ -156,6 +167,8 @@ pub fn render(
                 .map(|component| rbac::cluster_role_binding(&meta, component))
                 .into(),
         ),
+        validating_admission_policies: vec![stamp(admission::policy(&meta))],
+        validating_admission_policy_bindings: vec![stamp(admission::binding(&meta))],
         config_maps: stamp_all(cni_config.into_iter().collect()),
         daemon_sets: vec![stamp(node)],
         deployments: vec![stamp(deployment)],

@@ -1,17 +1,30 @@
 //! DaemonSet `weft-node`: the per-node agent. It runs on the host network on every node (all taints
 //! tolerated, `system-node-critical`), installs the CNI binaries and conflist in an init container
 //! and rolls whenever the CNI configuration changes (its hash is a pod annotation).
+//!
+//! Neither container is privileged. `install-cni` only writes files into the host's CNI
+//! directories: it runs as root (the directories are root's) with every capability dropped. The
+//! agent keeps `NET_ADMIN` (links, addresses, routes, neighbours, nftables over netlink, the
+//! ethtool offload switch) and `NET_RAW`, nothing else: kernel modules (vxlan, nf_tables) are
+//! loaded by the kernel on a netlink request, not by the agent, so `/lib/modules` is not mounted,
+//! and `/run/netns` is only used by tests that run the agent outside a pod. The one sysctl the
+//! agent writes (`net.ipv4.ip_forward`, when it is off) goes through the host's `/proc/sys/net`
+//! mounted writable: that needs neither `privileged` nor `SYS_ADMIN`. The health endpoints
+//! listen on the host's loopback address, which is where the kubelet probes a host-network pod,
+//! so no pod can reach them; `/metrics` is served on the node's addresses only when the
+//! Installation sets `nodeMetricsPort`.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource,
-    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, SecurityContext, Toleration, Volume,
-    VolumeMount,
+    Capabilities, ConfigMap, Container, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weft_api::installation::NODE_HEALTH_PORT;
 use weft_api::{CniType, ComponentName, ComputedInstallation};
 
 use super::cni::{CNI_CONFIG_KEY, CNI_CONFIG_NAME};
@@ -21,12 +34,24 @@ use crate::labels::{selector_labels, standard_labels};
 pub const NODE_AGENT_NAME: &str = "weft-node";
 /// Pod annotation holding a hash of the CNI conflist: a changed config rolls the DaemonSet.
 pub const CNI_CONFIG_HASH_ANNOTATION: &str = "operator.weft.dev/cni-config-hash";
-/// The agent's health port on the host network.
-pub const AGENT_HEALTH_PORT: i32 = 9099;
+/// The agent's health port on the host network's loopback address.
+pub const AGENT_HEALTH_PORT: i32 = NODE_HEALTH_PORT;
+/// Where the agent serves `/healthz` and `/readyz`: the host's loopback, reachable by the kubelet
+/// (which probes a host-network pod on the host's localhost) and by no pod.
+const AGENT_HEALTH_ADDRESS: &str = "127.0.0.1";
+/// Capabilities the agent keeps: netlink and nftables changes, and raw sockets.
+const AGENT_CAPABILITIES: [&str; 2] = ["NET_ADMIN", "NET_RAW"];
+/// Ports below this need `NET_BIND_SERVICE`, even for root.
+const FIRST_UNPRIVILEGED_PORT: i32 = 1024;
 
 const HOST_CNI_BIN: &str = "/host/opt/cni/bin";
 const HOST_CNI_CONF: &str = "/host/etc/cni/net.d";
 const WEFT_STATE: &str = "/var/lib/weft";
+/// The host's net sysctls, mounted writable where the agent writes them (`ip_forward`): without
+/// `privileged` the container's own /proc/sys is read-only, and a mount inside /proc is refused
+/// by the runtime, so the agent writes through this path (`agent/src/kernel` `HOST_PROC_SYS`).
+const HOST_PROC_SYS_NET: &str = "/proc/sys/net";
+const AGENT_PROC_SYS_NET: &str = "/host/proc/sys/net";
 
 pub(crate) fn image(computed: &ComputedInstallation) -> String {
     let registry = computed.registry.trim_end_matches('/');
@@ -84,17 +109,40 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn privileged() -> Option<SecurityContext> {
+/// Root (the host's CNI and state directories belong to root), not privileged, no privilege
+/// escalation, a read-only image, and only the `added` capabilities.
+fn root_with(added: &[&str]) -> Option<SecurityContext> {
     Some(SecurityContext {
-        privileged: Some(true),
+        privileged: Some(false),
+        run_as_user: Some(0),
+        run_as_non_root: Some(false),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: (!added.is_empty()).then(|| added.iter().map(|name| (*name).to_owned()).collect()),
+        }),
         ..Default::default()
     })
+}
+
+/// The agent's capabilities: [`AGENT_CAPABILITIES`], plus `NET_BIND_SERVICE` when the metrics
+/// port is a privileged one.
+fn agent_capabilities(computed: &ComputedInstallation) -> Vec<&'static str> {
+    let mut added = AGENT_CAPABILITIES.to_vec();
+    if computed
+        .node_metrics_port
+        .is_some_and(|port| port < FIRST_UNPRIVILEGED_PORT)
+    {
+        added.push("NET_BIND_SERVICE");
+    }
+    added
 }
 
 fn probe(path: &str, period: i32, failures: i32) -> Option<Probe> {
     Some(Probe {
         http_get: Some(HTTPGetAction {
-            host: Some("127.0.0.1".into()),
+            host: Some(AGENT_HEALTH_ADDRESS.into()),
             path: Some(path.into()),
             port: IntOrString::Int(AGENT_HEALTH_PORT),
             ..Default::default()
@@ -133,7 +181,7 @@ fn install_cni(computed: &ComputedInstallation) -> Container {
             mount("cni-bin-dir", HOST_CNI_BIN, false),
             mount("cni-net-dir", HOST_CNI_CONF, false),
         ]),
-        security_context: privileged(),
+        security_context: root_with(&[]),
         ..Default::default()
     }
 }
@@ -154,20 +202,26 @@ fn agent(computed: &ComputedInstallation) -> Container {
         .ok()
         .and_then(|value| value.as_str().map(str::to_lowercase))
         .unwrap_or_else(|| "info".into());
+    let mut variables = vec![
+        node_name,
+        env("WEFT_LOG_LEVEL", &log_level),
+        env("WEFT_HEALTH_ADDRESS", AGENT_HEALTH_ADDRESS),
+        env("WEFT_HEALTH_PORT", &AGENT_HEALTH_PORT.to_string()),
+        // Where install-cni put weft's files: the agent removes them when weft is uninstalled.
+        env("CNI_BIN_DIR", HOST_CNI_BIN),
+        env("CNI_CONF_DIR", HOST_CNI_CONF),
+        env("CNI_CONF_NAME", CNI_CONFIG_KEY),
+    ];
+    // Without it the agent serves no metrics at all.
+    if let Some(port) = computed.node_metrics_port {
+        variables.push(env("WEFT_METRICS_PORT", &port.to_string()));
+    }
     Container {
         name: "weft-agent".into(),
         image: Some(image(computed)),
         image_pull_policy: Some(pull_policy(computed)),
         command: Some(vec!["weft-agent".into(), "run".into()]),
-        env: Some(vec![
-            node_name,
-            env("WEFT_LOG_LEVEL", &log_level),
-            env("WEFT_HEALTH_PORT", &AGENT_HEALTH_PORT.to_string()),
-            // Where install-cni put weft's files: the agent removes them when weft is uninstalled.
-            env("CNI_BIN_DIR", HOST_CNI_BIN),
-            env("CNI_CONF_DIR", HOST_CNI_CONF),
-            env("CNI_CONF_NAME", CNI_CONFIG_KEY),
-        ]),
+        env: Some(variables),
         resources: resources(computed, ComponentName::Node),
         liveness_probe: probe("/healthz", 10, 6),
         readiness_probe: probe("/readyz", 5, 3),
@@ -175,10 +229,9 @@ fn agent(computed: &ComputedInstallation) -> Container {
             mount("weft-state", WEFT_STATE, false),
             mount("cni-bin-dir", HOST_CNI_BIN, false),
             mount("cni-net-dir", HOST_CNI_CONF, false),
-            mount("lib-modules", "/lib/modules", true),
-            mount("run-netns", "/run/netns", false),
+            mount("host-proc-sys-net", AGENT_PROC_SYS_NET, false),
         ]),
-        security_context: privileged(),
+        security_context: root_with(&agent_capabilities(computed)),
         ..Default::default()
     }
 }
@@ -199,8 +252,7 @@ pub fn daemon_set(
         host_path("cni-bin-dir", &computed.cni.bin_dir, "DirectoryOrCreate"),
         host_path("cni-net-dir", &computed.cni.conf_dir, "DirectoryOrCreate"),
         host_path("weft-state", WEFT_STATE, "DirectoryOrCreate"),
-        host_path("lib-modules", "/lib/modules", "Directory"),
-        host_path("run-netns", "/run/netns", "DirectoryOrCreate"),
+        host_path("host-proc-sys-net", HOST_PROC_SYS_NET, "Directory"),
     ];
     let pod = PodSpec {
         host_network: Some(true),
@@ -208,6 +260,13 @@ pub fn daemon_set(
         priority_class_name: Some("system-node-critical".into()),
         service_account_name: Some(NODE_AGENT_NAME.into()),
         termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         // The agent must run on every node whatever its taints: without it no pod gets a network.
         tolerations: Some(vec![Toleration {
             operator: Some("Exists".into()),

@@ -9,8 +9,9 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use super::{Component, Meta};
 use crate::labels::NAMESPACE;
 
-/// `weft-system`. The node agent runs privileged on the host network (it creates pod interfaces,
-/// routes and nftables rules), so the namespace admits privileged pods explicitly; audit and warn
+/// `weft-system`. The node agent runs on the host network with host directories mounted and
+/// `NET_ADMIN` (it creates pod interfaces, routes and nftables rules), which only the
+/// `privileged` Pod Security level admits, so the namespace admits it explicitly; audit and warn
 /// are set to the same level so admission logs stay quiet about the expected privilege.
 pub fn namespace(meta: &Meta) -> Namespace {
     let mut metadata = meta.cluster(NAMESPACE, "namespace");
@@ -43,6 +44,8 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
 
 const READ: &[&str] = &["get", "list", "watch"];
 
+/// What the agent reads and writes. RBAC cannot limit the writes to the agent's own node; the
+/// ValidatingAdmissionPolicy `weft-node-scope` (see `admission.rs`) does.
 fn node_rules() -> Vec<PolicyRule> {
     vec![
         // The agent reads its own Node (podCIDR, labels) and the other nodes (routes to their
@@ -53,8 +56,9 @@ fn node_rules() -> Vec<PolicyRule> {
         // The Installation says how to find the node address and which IPAM is in use; on stop
         // the agent checks whether weft is being uninstalled.
         rule(&["operator.weft.dev"], &["installations"], READ),
-        // Pod labels, IPs and service accounts decide which policies apply to each endpoint.
-        rule(&[""], &["pods", "namespaces", "serviceaccounts"], READ),
+        // Pod and namespace labels, pod IPs and service account names (from the pod spec)
+        // decide which policies apply to each endpoint.
+        rule(&[""], &["pods", "namespaces"], READ),
         // Kubernetes NetworkPolicies are enforced alongside weft's own.
         rule(&["networking.k8s.io"], &["networkpolicies"], READ),
         // weft's policies.
@@ -65,14 +69,15 @@ fn node_rules() -> Vec<PolicyRule> {
         ),
         // Pools say which ranges this node may take blocks from.
         rule(&["network.weft.dev"], &["ippools"], READ),
-        // The node claims, extends and releases its own address blocks.
+        // The node claims (creates) and releases (deletes) its own address blocks; it never
+        // changes a block.
         rule(
             &["network.weft.dev"],
             &["ipamblocks"],
-            &[
-                "get", "list", "watch", "create", "update", "patch", "delete",
-            ],
+            &["get", "list", "watch", "create", "delete"],
         ),
+        // Events on Nodes and blocks the agent refuses to route.
+        rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
     ]
 }
 

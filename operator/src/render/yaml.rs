@@ -42,6 +42,8 @@ pub fn to_yaml(rendered: &Rendered) -> Result<String, RenderYamlError> {
         service_accounts,
         cluster_roles,
         cluster_role_bindings,
+        validating_admission_policies,
+        validating_admission_policy_bindings,
         config_maps,
         daemon_sets,
         deployments,
@@ -53,6 +55,16 @@ pub fn to_yaml(rendered: &Rendered) -> Result<String, RenderYamlError> {
     documents(&mut out, "ServiceAccount", service_accounts)?;
     documents(&mut out, "ClusterRole", cluster_roles)?;
     documents(&mut out, "ClusterRoleBinding", cluster_role_bindings)?;
+    documents(
+        &mut out,
+        "ValidatingAdmissionPolicy",
+        validating_admission_policies,
+    )?;
+    documents(
+        &mut out,
+        "ValidatingAdmissionPolicyBinding",
+        validating_admission_policy_bindings,
+    )?;
     documents(&mut out, "ConfigMap", config_maps)?;
     documents(&mut out, "DaemonSet", daemon_sets)?;
     documents(&mut out, "Deployment", deployments)?;

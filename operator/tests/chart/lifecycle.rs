@@ -96,6 +96,7 @@ struct Scenario {
     runner: NodeRunner,
     tag: &'static str,
     port: u16,
+    health_port: u16,
 }
 
 impl Scenario {
@@ -110,6 +111,8 @@ impl Scenario {
             format!("hooks.nodeSelector.{label}={}", self.tag),
             "--set".into(),
             format!("metrics.port={}", self.port),
+            "--set".into(),
+            format!("health.port={}", self.health_port),
         ]
     }
 
@@ -289,6 +292,7 @@ async fn scenario(major: HelmMajor) -> anyhow::Result<()> {
         runner,
         tag,
         port: free_port()?,
+        health_port: free_port()?,
     };
     let outcome = steps::run(&s).await;
     s.runner.stop().await?;

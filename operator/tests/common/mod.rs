@@ -68,6 +68,7 @@ impl Operator {
             .await?;
         let options = Options {
             health_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_address: None,
             lease_namespace: Some(OPERATOR_NAMESPACE.into()),
             identity: identity.into(),
             settings,
