@@ -173,15 +173,19 @@ impl NodeIpam {
         // A release is over once the watch no longer shows the block as this node's; until
         // then the view is older than the release and its word on that block does not count.
         self.released.retain(|cidr, _| shown.contains(cidr));
+        // A block anyone could have written (0.0.0.0/1 naming this node) is held but never
+        // allocated from: only blocks the dataplane would route are usable.
+        let (trusted, _) = crate::trust::trusted_blocks(view, node_name);
+        let trusted: BTreeSet<&String> = trusted.iter().collect();
         let mut held: BTreeMap<Ipv4Net, (String, bool)> = view
             .blocks
-            .values()
-            .filter(|block| &block.node == node_name && !self.released.contains_key(&block.cidr))
-            .map(|block| {
-                (
-                    block.cidr,
-                    (block.pool.clone(), usable_pools.contains(&block.pool)),
-                )
+            .iter()
+            .filter(|(_, block)| {
+                &block.node == node_name && !self.released.contains_key(&block.cidr)
+            })
+            .map(|(name, block)| {
+                let usable = usable_pools.contains(&block.pool) && trusted.contains(name);
+                (block.cidr, (block.pool.clone(), usable))
             })
             .collect();
         let foreign = view
