@@ -3,30 +3,28 @@
 //! lags a release and the released block stays out of the node state file; the API server
 //! stops answering and a block claim fails within the step's timeout instead of hanging.
 //!
-//! The API server is reached through [`ApiProxy`], a TCP relay the test can cut (every open
-//! connection dropped, so watches must start over) or stall (connections accepted, nothing
-//! relayed), to make real connections fail the way a restarting API server or a dead load
-//! balancer makes them fail.
+//! The API server is reached through [`ApiProxy`], a TCP relay the test can cut or stall, to
+//! make real connections fail the way a restarting API server or a dead load balancer makes
+//! them fail.
 
 mod common;
+mod ipam_support;
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use futures::StreamExt;
+use ipam_support::{AgentIdentity, ApiProxy, api_server};
 use ipnet::{IpNet, Ipv4Net};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
 use weft_agent::ipam::{IpamError, IpamSettings, NodeIpam};
 use weft_agent::metrics::Metrics;
 use weft_agent::view::{self, Kind};
@@ -35,211 +33,6 @@ use weft_api::{Installation, IpPool, IpamBlock};
 use weft_cni::env::Attachment;
 use weft_cni::ipam::store::{LockedStore, Record};
 use weft_cni::node_state::NodeState;
-
-/// A TCP relay to the API server that can drop or hold every connection.
-struct ApiProxy {
-    port: u16,
-    /// Bumped by `cut`: every relayed connection of an older generation ends.
-    generation: tokio::sync::watch::Sender<u64>,
-    stalled: Arc<Mutex<Option<Vec<TcpStream>>>>,
-}
-
-impl ApiProxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().unwrap().port();
-        let (generation, _) = tokio::sync::watch::channel(0u64);
-        let stalled: Arc<Mutex<Option<Vec<TcpStream>>>> = Arc::new(Mutex::new(None));
-        let (sender, held) = (generation.clone(), stalled.clone());
-        let target = upstream;
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if let Some(held) = held.lock().unwrap().as_mut() {
-                    held.push(inbound);
-                    continue;
-                }
-                let mut cut = sender.subscribe();
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Self {
-            port,
-            generation,
-            stalled,
-        }
-    }
-
-    /// Drops every open connection.
-    fn cut(&self) {
-        self.generation.send_modify(|generation| *generation += 1);
-    }
-
-    /// From now on, connections are accepted and held without an answer; open ones are cut.
-    fn stall(&self) {
-        *self.stalled.lock().unwrap() = Some(Vec::new());
-        self.cut();
-    }
-
-    /// Relays again (the held connections are closed).
-    fn relay(&self) {
-        *self.stalled.lock().unwrap() = None;
-    }
-
-    /// The admin kubeconfig pointed at this proxy, acting as `user` when given.
-    fn kubeconfig(&self, admin: &Path, user: Option<(&str, &[&str])>) -> Kubeconfig {
-        let mut config = Kubeconfig::read_from(admin).expect("admin kubeconfig");
-        for cluster in &mut config.clusters {
-            if let Some(cluster) = cluster.cluster.as_mut() {
-                cluster.server = Some(format!("https://127.0.0.1:{}", self.port));
-            }
-        }
-        if let Some((name, groups)) = user {
-            for auth in &mut config.auth_infos {
-                if let Some(auth) = auth.auth_info.as_mut() {
-                    auth.impersonate = Some(name.to_owned());
-                    auth.impersonate_groups =
-                        Some(groups.iter().map(|group| (*group).to_owned()).collect());
-                }
-            }
-        }
-        config
-    }
-
-    /// An admin client through this proxy.
-    async fn client(&self, admin: &Path) -> Client {
-        let config = kube::Config::from_custom_kubeconfig(
-            self.kubeconfig(admin, None),
-            &KubeConfigOptions::default(),
-        )
-        .await
-        .expect("client config");
-        Client::try_from(config).expect("client")
-    }
-}
-
-/// `host:port` of the API server the admin kubeconfig names.
-fn api_server(admin: &Path) -> String {
-    let config = Kubeconfig::read_from(admin).expect("admin kubeconfig");
-    let server = config.clusters[0]
-        .cluster
-        .as_ref()
-        .and_then(|cluster| cluster.server.clone())
-        .expect("server");
-    server.trim_start_matches("https://").to_owned()
-}
-
-/// The agent's rights as a ServiceAccount of the test's namespace, with the pod rights in a
-/// binding of their own so they can be revoked.
-struct AgentIdentity {
-    client: Client,
-    name: String,
-    user: String,
-    groups: Vec<String>,
-}
-
-impl AgentIdentity {
-    async fn grant(nodes: &NodeCluster) -> Self {
-        let name = format!("wt-{}-agent", nodes.id);
-        let user = format!("system:serviceaccount:{}:weft-node", nodes.namespace);
-        let groups = vec![
-            "system:serviceaccounts".to_owned(),
-            format!("system:serviceaccounts:{}", nodes.namespace),
-            "system:authenticated".to_owned(),
-        ];
-        let read = json!(["get", "list", "watch"]);
-        let role: ClusterRole = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "rules": [
-                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]},
-                {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
-                {"apiGroups": [""], "resources": ["namespaces"], "verbs": read},
-                {"apiGroups": ["operator.weft.dev"], "resources": ["installations"], "verbs": read},
-                {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": read},
-                {"apiGroups": ["network.weft.dev"], "resources": ["networkpolicies", "globalnetworkpolicies", "ippools"], "verbs": read},
-                {"apiGroups": ["network.weft.dev"], "resources": ["ipamblocks"], "verbs": ["get", "list", "watch", "create", "delete"]},
-                {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-            ]
-        }))
-        .unwrap();
-        let pods: ClusterRole = serde_json::from_value(json!({
-            "metadata": {"name": format!("{name}-pods")},
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": read}]
-        }))
-        .unwrap();
-        let roles: Api<ClusterRole> = Api::all(nodes.client.clone());
-        for role in [role, pods] {
-            roles
-                .create(&PostParams::default(), &role)
-                .await
-                .expect("create ClusterRole");
-        }
-        let this = Self {
-            client: nodes.client.clone(),
-            name,
-            user,
-            groups,
-        };
-        this.bind(&this.name).await;
-        this.bind(&format!("{}-pods", this.name)).await;
-        this
-    }
-
-    async fn bind(&self, role: &str) {
-        let (namespace, account) = {
-            let parts: Vec<&str> = self.user.split(':').collect();
-            (parts[2].to_owned(), parts[3].to_owned())
-        };
-        let binding: ClusterRoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": role},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
-        }))
-        .unwrap();
-        Api::<ClusterRoleBinding>::all(self.client.clone())
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("create ClusterRoleBinding");
-    }
-
-    async fn revoke_pods(&self) {
-        Api::<ClusterRoleBinding>::all(self.client.clone())
-            .delete(&format!("{}-pods", self.name), &DeleteParams::default())
-            .await
-            .expect("delete the pods binding");
-    }
-
-    async fn grant_pods(&self) {
-        self.bind(&format!("{}-pods", self.name)).await;
-    }
-
-    /// Whether the agent's identity may list pods now (RBAC is applied asynchronously).
-    async fn may_list_pods(&self, cluster_kubeconfig: &Path) -> bool {
-        let mut config = Kubeconfig::read_from(cluster_kubeconfig).unwrap();
-        for auth in &mut config.auth_infos {
-            if let Some(auth) = auth.auth_info.as_mut() {
-                auth.impersonate = Some(self.user.clone());
-                auth.impersonate_groups = Some(self.groups.clone());
-            }
-        }
-        let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-        let client = Client::try_from(config).unwrap();
-        Api::<Pod>::all(client)
-            .list(&ListParams::default().limit(1))
-            .await
-            .is_ok()
-    }
-}
 
 /// Runs `weft-ipam` alone (no interface) for the node: an allocation no pod and no interface
 /// stands for.
@@ -437,13 +230,13 @@ fn lagging_block_watch(client: &Client, shared: Arc<Shared>, lag: Duration) {
     });
 }
 
-fn ipam_settings(nodes: &NodeCluster, dir: &Path) -> IpamSettings {
+fn ipam_settings(nodes: &NodeCluster, dir: &Path, block_grace: Duration) -> IpamSettings {
     IpamSettings {
         node: nodes.nodes[0].name.clone(),
         node_state_file: dir.join("node-state.json"),
         data_dir: dir.join("ipam"),
         network: "weft".into(),
-        block_grace: Duration::ZERO,
+        block_grace,
         address_grace: Duration::from_secs(3600),
     }
 }
@@ -455,12 +248,15 @@ fn state_blocks(path: &Path) -> Vec<IpNet> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_released_block_stays_out_of_the_node_state_while_the_block_watch_lags() {
     const LAG: Duration = Duration::from_secs(3);
+    // Shorter than the lag: a block the lagging view shows again would wait out a new grace
+    // period in the file.
+    const GRACE: Duration = Duration::from_secs(1);
     let cluster = shared_cluster().await;
     let nodes = NodeCluster::new(cluster, &[1], "VXLAN", "Enabled").await;
     let client = nodes.client.clone();
     let node = nodes.nodes[0].name.clone();
     let pool = format!("wt-{}", nodes.id);
-    // Two empty blocks held by the node: one of them is released at once (grace 0).
+    // Two empty blocks held by the node: one of them is released after the grace period.
     for _ in 0..2 {
         weft_cni::claim::claim_block(&client, &pool, &node)
             .await
@@ -485,9 +281,12 @@ async fn a_released_block_stays_out_of_the_node_state_while_the_block_watch_lags
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let dir = tempfile::tempdir().unwrap();
-    let settings = ipam_settings(&nodes, dir.path());
+    let settings = ipam_settings(&nodes, dir.path(), GRACE);
     let state_file = settings.node_state_file.clone();
     let mut ipam = NodeIpam::new(settings, client.clone(), Metrics::new());
+    ipam.step(&shared, Some(1450)).await.expect("step");
+    assert_eq!(state_blocks(&state_file).len(), 2);
+    tokio::time::sleep(GRACE + Duration::from_millis(100)).await;
     ipam.step(&shared, Some(1450)).await.expect("step");
     let left = state_blocks(&state_file);
     assert_eq!(left.len(), 1, "one block is released: {left:?}");
@@ -550,7 +349,7 @@ async fn a_block_claim_gives_up_when_the_api_server_does_not_answer() {
     let proxy = ApiProxy::start(api_server(cluster.kubeconfig())).await;
     let client = proxy.client(cluster.kubeconfig()).await;
     let dir = tempfile::tempdir().unwrap();
-    let settings = ipam_settings(&nodes, dir.path());
+    let settings = ipam_settings(&nodes, dir.path(), Duration::from_secs(300));
     let state_file = settings.node_state_file.clone();
     let mut ipam = NodeIpam::new(settings, client, Metrics::new()).with_api_timeout(TIMEOUT);
     proxy.stall();
