@@ -124,6 +124,8 @@ pub struct Dataplane {
     policy: PolicySync,
     applied_nat: Option<NatState>,
     peer_retries: BTreeMap<String, PeerRetry>,
+    /// What the last routing pass refused or could not do, carried into policy-only reports.
+    last_routing: SyncReport,
     metrics: Metrics,
 }
 
@@ -188,6 +190,7 @@ impl Dataplane {
             policy: PolicySync::default(),
             applied_nat: None,
             peer_retries: BTreeMap::new(),
+            last_routing: SyncReport::default(),
             metrics,
         }
     }
@@ -238,6 +241,19 @@ impl Dataplane {
                 report.node_faults.insert(Part::Nat, error.to_string());
             }
             self.metrics.observe_apply("nat", started.elapsed());
+            self.last_routing = SyncReport {
+                unreachable: report.unreachable.clone(),
+                refused: report.refused.clone(),
+                peer_faults: report.peer_faults.clone(),
+                node_faults: report.node_faults.clone(),
+                ..SyncReport::default()
+            };
+        } else {
+            // A policy-only pass leaves routing as it was: so are its faults.
+            report.unreachable = self.last_routing.unreachable.clone();
+            report.refused = self.last_routing.refused.clone();
+            report.peer_faults = self.last_routing.peer_faults.clone();
+            report.node_faults = self.last_routing.node_faults.clone();
         }
         if scope.policy {
             let started = Instant::now();

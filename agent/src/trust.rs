@@ -140,7 +140,7 @@ pub fn trusted_pod_cidrs(view: &ClusterView) -> (Vec<(String, Ipv4Net)>, Vec<Ref
 
 /// The peers this node may route through, by node name, and the refused ones. A peer's
 /// address must be a unicast address that can be a next hop, not this node's own, outside
-/// every pool and pod range, and not claimed by an older Node.
+/// every pool, and not claimed by an older Node.
 pub fn trusted_peers(
     view: &ClusterView,
     this_node: &str,
@@ -213,16 +213,9 @@ fn next_hop_problem(view: &ClusterView, address: Ipv4Addr, this: Ipv4Addr) -> Op
     if address == this {
         return Some("it is this node's own address".into());
     }
-    let inside_pods = view.pools.values().any(|pool| pool.cidr.contains(&address))
-        || view
-            .blocks
-            .values()
-            .any(|block| block.cidr.contains(&address))
-        || view
-            .nodes
-            .values()
-            .any(|node| node.pod_cidrs.iter().any(|cidr| cidr.contains(&address)));
-    if inside_pods {
+    // Only the pools count: they are the admin's, while a block or a podCIDR may be forged
+    // (and a forged 0.0.0.0/1 must not make every peer look inside the pod network).
+    if view.pools.values().any(|pool| pool.cidr.contains(&address)) {
         return Some("it lies inside the pod network".into());
     }
     None

@@ -8,6 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+
+/// The tests of this file judge what an agent writes: one at a time, so that no other test's
+/// nodes change what they see.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy as KubeNetworkPolicy;
@@ -16,10 +20,13 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use weft_api::IpamBlock;
 
-/// Creates a Node object `name` with the address annotation `address` (no namespace behind it).
+/// Creates a Node object `name` announcing `address` and a VTEP MAC (no namespace behind it).
 async fn create_node(nodes: &NodeCluster, name: &str, address: &str) {
     let node: Node = serde_json::from_value(json!({
-        "metadata": {"name": name, "annotations": {"network.weft.dev/ipv4-address": address}},
+        "metadata": {"name": name, "annotations": {
+            "network.weft.dev/ipv4-address": address,
+            "network.weft.dev/vxlan-mac": "02:00:00:00:00:99",
+        }},
     }))
     .unwrap();
     Api::<Node>::all(nodes.client.clone())
@@ -58,6 +65,7 @@ fn pool_prefix(nodes: &NodeCluster) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_bad_peer_costs_only_its_own_routes_and_policy_keeps_being_enforced() {
+    let _serial = SERIAL.lock().await;
     let mut nodes = NodeCluster::new(
         shared_cluster().await,
         &[1, 2, 1],
@@ -149,13 +157,21 @@ async fn one_bad_peer_costs_only_its_own_routes_and_policy_keeps_being_enforced(
     nodes.start_agent(added);
     nodes.wait_ready(added).await;
     let added_block = nodes.nodes[added].first_block();
-    nodes
-        .until(
-            "every node routes the new node's block",
-            Duration::from_secs(10),
-            || (0..3).all(|index| nodes.nodes[index].weft_routes().contains(&added_block)),
-        )
-        .await;
+    let routed = |index: usize| nodes.nodes[index].weft_routes().contains(&added_block);
+    for _ in 0..100 {
+        if (0..3).all(routed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for index in 0..3 {
+        assert!(
+            routed(index),
+            "node {index} does not route the new node's block {added_block}:\n{}\n{}",
+            nodes.nodes[index].weft_routes(),
+            nodes.agent_log(index)
+        );
+    }
 
     // Only the bad peers' blocks are unreachable; the copycat and the node-0-only address
     // are routed where the kernel accepts them.
@@ -253,6 +269,7 @@ async fn one_bad_peer_costs_only_its_own_routes_and_policy_keeps_being_enforced(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_converged_node_writes_nothing_and_repairs_what_others_changed() {
+    let _serial = SERIAL.lock().await;
     let mut nodes = NodeCluster::new(
         shared_cluster().await,
         &[1, 2],
@@ -300,8 +317,9 @@ async fn a_converged_node_writes_nothing_and_repairs_what_others_changed() {
     let underlay = nodes.underlay();
     let old = format!("{}/24", nodes.nodes[0].address);
     let new = format!("10.{underlay}.1.77/24");
-    sh(&["ip", "-n", &netns, "addr", "add", &new, "dev", "eth0"]);
+    // Deleting the primary address first: a secondary would go with it.
     sh(&["ip", "-n", &netns, "addr", "del", &old, "dev", "eth0"]);
+    sh(&["ip", "-n", &netns, "addr", "add", &new, "dev", "eth0"]);
     sh(&[
         "ip",
         "-n",
@@ -317,8 +335,8 @@ async fn a_converged_node_writes_nothing_and_repairs_what_others_changed() {
             "weft.vxlan on the new address",
             Duration::from_secs(10),
             || {
-                sh(&["ip", "-d", "-n", &netns, "link", "show", "weft.vxlan"])
-                    .contains(&format!("local 10.{underlay}.1.77"))
+                try_sh(&["ip", "-d", "-n", &netns, "link", "show", "weft.vxlan"])
+                    .is_some_and(|link| link.contains(&format!("local 10.{underlay}.1.77")))
             },
         )
         .await;
@@ -331,6 +349,7 @@ async fn a_converged_node_writes_nothing_and_repairs_what_others_changed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recreated_node_gets_its_annotations_and_condition_back() {
+    let _serial = SERIAL.lock().await;
     let mut nodes = NodeCluster::new(shared_cluster().await, &[1], "VXLAN", "Enabled").await;
     nodes.start_agents().await;
     let name = nodes.nodes[0].name.clone();

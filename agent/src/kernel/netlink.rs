@@ -442,6 +442,10 @@ fn entry_of(message: &NeighbourMessage) -> Option<StaticEntry> {
     for attribute in &message.attributes {
         match attribute {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(address)) => ip = Some(*address),
+            // An FDB dump (AF_BRIDGE) cannot tell the parser the VTEP's family: raw bytes.
+            NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
+                ip = <[u8; 4]>::try_from(&bytes[..]).ok().map(Ipv4Addr::from);
+            }
             NeighbourAttribute::LinkLayerAddress(bytes) => {
                 mac = <[u8; 6]>::try_from(&bytes[..]).ok()
             }
