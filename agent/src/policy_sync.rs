@@ -195,10 +195,18 @@ impl PolicySync {
             Ok(flows) => flows,
             Err(error) => return self.conntrack_failed(&error),
         };
-        for flow in cut::denied(cluster, local, &flows) {
-            tracing::debug!(?flow, "cutting a connection the policy denies");
-            if let Err(error) = conntrack::delete(kernel.netns_path(), &flow) {
-                tracing::warn!(%error, "cutting a denied connection");
+        let cuts = cut::plan(cluster, local, &flows);
+        let netns = kernel.netns_path();
+        for flow in cuts.delete.iter().chain(&cuts.release) {
+            tracing::debug!(?flow, "deleting a connection's entry");
+            if let Err(error) = conntrack::delete(netns, flow) {
+                tracing::warn!(%error, "deleting a connection's entry");
+            }
+        }
+        for flow in &cuts.mark {
+            tracing::debug!(?flow, "cutting a flow the policy denies");
+            if let Err(error) = conntrack::mark(netns, flow, weft_policy::nft::CUT_MARK) {
+                tracing::warn!(%error, "cutting a denied flow");
             }
         }
     }

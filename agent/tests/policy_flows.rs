@@ -1,5 +1,5 @@
 //! What policy does to traffic beyond a connection's first packet: a pod cannot send with
-//! another pod's address, even where the node's reverse-path filter is loose, and connections
+//! another pod's address, whether the node's reverse-path filter is loose or off, and connections
 //! a policy change denies stop at once, whether established before it or not.
 
 mod common;
@@ -87,23 +87,29 @@ fn from(seen: &Arc<Mutex<Vec<String>>>, address: Ipv4Addr) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_pod_cannot_send_with_another_pods_address_under_loose_reverse_path_filtering() {
-    let mut nodes = two_nodes().await;
-    for node in &nodes.nodes {
-        for key in ["all", "default"] {
-            let setting = format!("net.ipv4.conf.{key}.rp_filter=2");
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                &node.netns,
-                "sysctl",
-                "-qw",
-                &setting,
-            ]);
+/// Sets `net.ipv4.conf.*.rp_filter` on every interface of the node's namespace.
+fn set_rp_filter(netns: &str, value: u8) {
+    let text = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        "sysctl",
+        "-a",
+        "--pattern",
+        "rp_filter",
+    ]);
+    for line in text.lines() {
+        if let Some((key, _)) = line.split_once(" = ") {
+            let setting = format!("{key}={value}");
+            sh(&["ip", "netns", "exec", netns, "sysctl", "-qw", &setting]);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_cannot_send_with_another_pods_address_whatever_the_reverse_path_filter() {
+    let mut nodes = two_nodes().await;
     let trusted = nodes.add_pod(0, "trusted", &[("app", "trusted")]).await;
     let spoofer = nodes.add_pod(0, "spoofer", &[("app", "spoofer")]).await;
     let target = nodes.add_pod(1, "target", &[("app", "target")]).await;
@@ -148,16 +154,31 @@ async fn a_pod_cannot_send_with_another_pods_address_under_loose_reverse_path_fi
         )
         .await;
 
-    let before = from(&seen, trusted.ip);
-    for _ in 0..20 {
-        send_spoofed_udp(&spoofer.netns, trusted.ip, target.ip, 9000);
+    // Loose reverse-path filtering, then none at all (where the kernel would let any forged
+    // source through): the policy table alone must drop the forged datagrams.
+    for rp_filter in [2, 0] {
+        for node in &nodes.nodes {
+            set_rp_filter(&node.netns, rp_filter);
+        }
+        let before = from(&seen, trusted.ip);
+        for _ in 0..20 {
+            send_spoofed_udp(&spoofer.netns, trusted.ip, target.ip, 9000);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            from(&seen, trusted.ip),
+            before,
+            "with rp_filter={rp_filter}, datagrams forged with the trusted pod's address reached the target"
+        );
     }
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        from(&seen, trusted.ip),
-        before,
-        "datagrams forged with the trusted pod's address reached the target"
-    );
+    udp_send(&trusted.netns, target.ip, 9000);
+    nodes
+        .until(
+            "the trusted pod still reaches the target",
+            Duration::from_secs(5),
+            || from(&seen, trusted.ip) > 1,
+        )
+        .await;
 }
 
 /// A TCP stream sending a line every 50 ms and reading the echo; returns when the last echo
@@ -194,20 +215,26 @@ fn tcp_stream(
     last
 }
 
-/// A UDP flow (one socket, so one conntrack entry) sending every 50 ms.
+/// A UDP flow (one socket, so one conntrack entry) sending every 50 ms; replies are read and
+/// dropped.
 fn udp_flow(namespace: &str, to: Ipv4Addr, port: u16, stop: Arc<AtomicBool>) {
     let namespace = namespace.to_owned();
     std::thread::spawn(move || {
         enter(&namespace);
         let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buffer = [0u8; 64];
         while !stop.load(Ordering::Relaxed) {
             let _ = socket.send_to(b"tick", (to, port));
-            std::thread::sleep(Duration::from_millis(50));
+            let _ = socket.recv_from(&mut buffer);
         }
     });
 }
 
-/// A UDP sink recording when each datagram arrived.
+/// A UDP echo server recording when each datagram arrived (the echo makes the flow's
+/// conntrack entry established, as a real exchange does).
 fn timed_sink(namespace: &str, port: u16) -> Arc<Mutex<Vec<Instant>>> {
     let arrivals = Arc::new(Mutex::new(Vec::new()));
     let record = arrivals.clone();
@@ -218,8 +245,9 @@ fn timed_sink(namespace: &str, port: u16) -> Arc<Mutex<Vec<Instant>>> {
         let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
         ready_tx.send(()).ok();
         let mut buffer = [0u8; 64];
-        while socket.recv_from(&mut buffer).is_ok() {
+        while let Ok((length, from)) = socket.recv_from(&mut buffer) {
             record.lock().unwrap().push(Instant::now());
+            let _ = socket.send_to(&buffer[..length], from);
         }
     });
     ready_rx.recv().unwrap();
@@ -251,7 +279,6 @@ async fn a_policy_change_cuts_established_tcp_and_udp_flows_within_two_seconds()
     )
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    stop.store(true, Ordering::Relaxed);
     let tcp_stopped = last_echo
         .lock()
         .unwrap()
@@ -272,4 +299,25 @@ async fn a_policy_change_cuts_established_tcp_and_udp_flows_within_two_seconds()
         udp_stopped < Duration::from_secs(2),
         "the UDP flow still arrived {udp_stopped:?} after the deny"
     );
+
+    // A cut flow is not cut for good: once policy allows it again, it flows again.
+    Api::<KubeNetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
+        .delete("server-isolated", &Default::default())
+        .await
+        .expect("delete the policy");
+    let allowed_at = Instant::now();
+    nodes
+        .until(
+            "the UDP flow resumes once allowed",
+            Duration::from_secs(5),
+            || {
+                arrivals
+                    .lock()
+                    .unwrap()
+                    .last()
+                    .is_some_and(|last| *last > allowed_at)
+            },
+        )
+        .await;
+    stop.store(true, Ordering::Relaxed);
 }

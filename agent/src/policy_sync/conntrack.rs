@@ -1,7 +1,10 @@
-//! Cutting connections that policy no longer allows: conntrack entries of flows a policy change
-//! denies are deleted, and so are the entries of an address that changes hands (a reused
-//! address must not inherit the previous pod's connections). Without this, the base chains'
-//! `ct state established` accept would keep a denied connection alive for as long as it talks.
+//! Cutting connections that policy no longer allows. A denied TCP connection's entry is
+//! deleted (the table drops a mid-stream packet that would open a new one); a denied flow of
+//! another protocol keeps its entry, marked with `CUT_MARK`, which the table drops: deleting
+//! it would let a reply in flight open the flow again in the reverse orientation. Entries of an
+//! address that changes hands are deleted (a reused address must not inherit the previous
+//! pod's connections). Without this, the base chains' `ct state established` accept would keep
+//! a denied connection alive for as long as it talks.
 //!
 //! The `conntrack` tool (conntrack-tools) does the kernel side, run inside the node's namespace
 //! like `nft`; netlink's conntrack messages would spare a process per call, but a policy change
@@ -32,6 +35,7 @@ pub struct Flow {
     pub dst: IpAddr,
     pub sport: Option<u16>,
     pub dport: Option<u16>,
+    pub mark: u32,
 }
 
 /// Parses a line of `conntrack -L`: protocol number, then the first (original) src, dst,
@@ -40,7 +44,7 @@ pub fn parse_line(line: &str) -> Option<Flow> {
     let mut words = line.split_whitespace();
     words.next()?;
     let protocol = words.next()?.parse().ok()?;
-    let (mut src, mut dst, mut sport, mut dport) = (None, None, None, None);
+    let (mut src, mut dst, mut sport, mut dport, mut mark) = (None, None, None, None, 0);
     for word in words {
         let Some((key, value)) = word.split_once('=') else {
             continue;
@@ -50,6 +54,7 @@ pub fn parse_line(line: &str) -> Option<Flow> {
             "dst" if dst.is_none() => dst = value.parse().ok(),
             "sport" if sport.is_none() => sport = value.parse().ok(),
             "dport" if dport.is_none() => dport = value.parse().ok(),
+            "mark" => mark = value.parse().unwrap_or(0),
             _ => {}
         }
     }
@@ -59,6 +64,7 @@ pub fn parse_line(line: &str) -> Option<Flow> {
         dst: dst?,
         sport,
         dport,
+        mark,
     })
 }
 
@@ -120,8 +126,19 @@ pub fn list(netns: Option<&Path>) -> Result<Vec<Flow>, ConntrackError> {
 
 /// Deletes the entry of one flow.
 pub fn delete(netns: Option<&Path>, flow: &Flow) -> Result<(), ConntrackError> {
+    run(netns, &flow_args("-D", flow)).map(drop)
+}
+
+/// Sets `bits` in the mark of one flow's entry.
+pub fn mark(netns: Option<&Path>, flow: &Flow, bits: u32) -> Result<(), ConntrackError> {
+    let mut args = flow_args("-U", flow);
+    args.extend(["-m".into(), format!("{bits:#x}/{bits:#x}")]);
+    run(netns, &args).map(drop)
+}
+
+fn flow_args(verb: &str, flow: &Flow) -> Vec<String> {
     let mut args: Vec<String> = vec![
-        "-D".into(),
+        verb.into(),
         "-f".into(),
         family(&flow.src).into(),
         "-p".into(),
@@ -139,7 +156,7 @@ pub fn delete(netns: Option<&Path>, flow: &Flow) -> Result<(), ConntrackError> {
             dport.to_string(),
         ]);
     }
-    run(netns, &args).map(drop)
+    args
 }
 
 /// Deletes every entry from or to `ip`, in either direction.
@@ -174,6 +191,7 @@ mod tests {
                 dst: "172.16.0.66".parse().unwrap(),
                 sport: Some(40000),
                 dport: Some(8080),
+                mark: 0,
             })
         );
         let icmp = "icmp     1 29 src=10.0.0.1 dst=10.0.0.2 type=8 code=0 id=7 src=10.0.0.2 \

@@ -10,11 +10,41 @@ use std::net::IpAddr;
 
 use weft_policy::eval::{Traffic, egress_to_address, verdict_with};
 use weft_policy::model::{Cluster, Endpoint, Protocol};
+use weft_policy::nft::CUT_MARK;
 
 use super::conntrack::Flow;
 
-/// The flows of `flows` to cut under `cluster`, given the keys of the local endpoints.
-pub fn denied(cluster: &Cluster, local: &BTreeSet<String>, flows: &[Flow]) -> Vec<Flow> {
+/// What to do with the tracked flows after a change.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Cuts {
+    /// Newly denied TCP connections: delete.
+    pub delete: Vec<Flow>,
+    /// Newly denied flows of other protocols: mark with `CUT_MARK`.
+    pub mark: Vec<Flow>,
+    /// Flows cut earlier that policy allows again: delete, so their next packet starts afresh.
+    pub release: Vec<Flow>,
+}
+
+/// Sorts the flows of `flows` under `cluster`, given the keys of the local endpoints.
+pub fn plan(cluster: &Cluster, local: &BTreeSet<String>, flows: &[Flow]) -> Cuts {
+    let denied = denied(cluster, local, flows);
+    let mut cuts = Cuts::default();
+    for flow in flows {
+        let cut = flow.mark & CUT_MARK != 0;
+        match (denied.contains(flow), cut) {
+            (true, false) if flow.protocol == TCP => cuts.delete.push(*flow),
+            (true, false) => cuts.mark.push(*flow),
+            (false, true) => cuts.release.push(*flow),
+            _ => {}
+        }
+    }
+    cuts
+}
+
+const TCP: u8 = 6;
+
+/// The flows of `flows` the node's rules would now drop.
+fn denied(cluster: &Cluster, local: &BTreeSet<String>, flows: &[Flow]) -> Vec<Flow> {
     let mut by_address: BTreeMap<IpAddr, &Endpoint> = BTreeMap::new();
     for endpoint in &cluster.endpoints {
         for ip in &endpoint.ips {

@@ -16,10 +16,12 @@
 //! the agent last ran (or while it is down) is dropped by the table installed earlier: nothing
 //! needs to run for a new interface to be closed.
 //!
-//! Connections cut by a policy change (their conntrack entries deleted) must not come back as a
-//! "new" mid-stream TCP packet that the other side happens to send first: conntrack would pick
-//! the stream up again in the reverse orientation, where another policy may allow it. A TCP
-//! packet that opens a conntrack entry without SYN or RST to or from a workload is dropped.
+//! Connections cut by a policy change must not come back in the reverse orientation, where
+//! another policy may allow them, from a packet the other side happens to send next (a reply
+//! in flight). A cut TCP connection's entry is deleted, and a TCP packet that opens an entry
+//! without SYN or RST to or from a workload is dropped; a cut connection of any other protocol
+//! keeps its entry, marked with [`CUT_MARK`], and every packet of a marked entry is dropped
+//! (the agent deletes the entry once policy allows the flow again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -42,6 +44,9 @@ pub struct Guard {
 pub fn endpoint_set_name(family: Family) -> String {
     format!("endpoints_{}", family.suffix())
 }
+
+/// The conntrack mark bit of connections a policy change cut (non-TCP).
+pub const CUT_MARK: u32 = 0x1000_0000;
 
 const FROM_WORKLOAD: &str = "from_workload";
 const TO_WORKLOAD: &str = "to_workload";
@@ -83,6 +88,7 @@ fn guard_chain(side: &str, address: &str) -> Chain {
          nd-router-advert } return"
             .to_string(),
         "ct state new meta l4proto tcp tcp flags & (syn | rst) == 0 drop".to_string(),
+        format!("ct mark & {CUT_MARK:#x} == {CUT_MARK:#x} drop"),
     ];
     for family in Family::BOTH {
         rules.push(format!(

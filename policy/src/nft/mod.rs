@@ -27,7 +27,7 @@ mod script;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-pub use guard::{Guard, endpoint_set_name};
+pub use guard::{CUT_MARK, Guard, endpoint_set_name};
 pub use script::{Change, diff};
 
 use crate::eval::{applies_to, set_contains};
