@@ -74,11 +74,28 @@ pub struct IpamSettings {
     pub address_grace: Duration,
 }
 
+/// How long a released block the watch never showed stays remembered: a watch that lags its
+/// creation as well may still show it, briefly, before its deletion.
+const UNSEEN_RELEASE_MEMORY: Duration = Duration::from_secs(600);
+
 /// A block this node released: kept out of the node state file while the view still shows it
 /// as this node's.
 struct Released {
     /// Whether the IPAMBlock is known to be deleted (else the release is retried).
     deleted: bool,
+    /// Whether the view has shown the block as this node's since the release.
+    seen: bool,
+    at: Instant,
+}
+
+impl Released {
+    fn new() -> Self {
+        Self {
+            deleted: false,
+            seen: false,
+            at: Instant::now(),
+        }
+    }
 }
 
 /// The node's IPAM loop state.
@@ -172,7 +189,11 @@ impl NodeIpam {
             .collect();
         // A release is over once the watch no longer shows the block as this node's; until
         // then the view is older than the release and its word on that block does not count.
-        self.released.retain(|cidr, _| shown.contains(cidr));
+        self.released.retain(|cidr, released| {
+            released.seen |= shown.contains(cidr);
+            shown.contains(cidr)
+                || (!released.seen && released.at.elapsed() < UNSEEN_RELEASE_MEMORY)
+        });
         // A block anyone could have written (0.0.0.0/1 naming this node) is held but never
         // allocated from: only blocks the dataplane would route are usable.
         let (trusted, _) = crate::trust::trusted_blocks(view, node_name);
@@ -243,8 +264,9 @@ impl NodeIpam {
             self.check_addresses(&inputs)?;
         }
         self.keep_tunnel_address(&state, inputs.ipam)?;
-        self.free_orphans(&inputs)?;
-        self.write(state)
+        self.write(state)?;
+        // Last: a failed interface lookup must not keep the node state file from being written.
+        self.free_orphans(&inputs)
     }
 
     /// The address of `weft.vxlan`, once allocated.
@@ -384,7 +406,7 @@ impl NodeIpam {
                 state.blocks.retain(|other| *other != IpNet::V4(block));
                 self.write(state)?;
                 // From here on the block is out of the file for good, whatever the API says.
-                self.released.insert(block, Released { deleted: false });
+                self.released.insert(block, Released::new());
             }
             self.claimed.remove(&block);
             self.empty_since.remove(&block);
