@@ -345,3 +345,34 @@ pub fn global_policy_view(policy: &GlobalNetworkPolicy) -> Option<Policy> {
         weft_policy::model::weft::from_weft_global(policy),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn installation(deleting: bool) -> InstallationView {
+        InstallationView {
+            deleting,
+            ..InstallationView::default()
+        }
+    }
+
+    #[test]
+    fn only_a_deletion_the_watch_saw_counts_as_uninstall() {
+        let mut view = ClusterView::default();
+        // Never listed (a missing CRD, a wrong API group): nothing is known, nothing deleted.
+        assert!(!view.installation_deletion_seen());
+        view.synced.insert(Kind::Installation);
+        // Listed and absent from the start: never seen, so not seen deleted either.
+        assert!(!view.installation_deletion_seen());
+        view.installation
+            .insert(weft_api::INSTALLATION_NAME.into(), installation(false));
+        view.installation_seen = true;
+        assert!(!view.installation_deletion_seen());
+        view.installation
+            .insert(weft_api::INSTALLATION_NAME.into(), installation(true));
+        assert!(view.installation_deletion_seen());
+        view.installation.clear();
+        assert!(view.installation_deletion_seen());
+    }
+}

@@ -411,3 +411,52 @@ async fn a_recreated_node_gets_its_annotations_and_condition_back() {
         nodes.agent_log(0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_cannot_route_is_unready_but_enforces_policy_and_keeps_its_condition() {
+    let _serial = SERIAL.lock().await;
+    let mut nodes = NodeCluster::new(shared_cluster().await, &[1, 1], "VXLAN", "Enabled").await;
+    nodes.start_agent(0);
+    nodes.wait_ready(0).await;
+    // Node 1 has lost its address: it cannot tell peers where it is.
+    let netns = nodes.nodes[1].netns.clone();
+    let address = format!("{}/24", nodes.nodes[1].address);
+    sh(&["ip", "-n", &netns, "addr", "del", &address, "dev", "eth0"]);
+    nodes.start_agent(1);
+    let port = nodes.nodes[1].health_port;
+    nodes
+        .until(
+            "policy programmed on the unready node",
+            Duration::from_secs(15),
+            || {
+                sh(&["ip", "netns", "exec", &netns, "nft", "list", "tables"])
+                    .contains("weft_policy")
+            },
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(http_status(port, "/readyz"), Some(503));
+    assert!(http_body(port, "/readyz").contains("address"));
+    assert_eq!(
+        http_status(port, "/healthz"),
+        Some(200),
+        "the loop is alive"
+    );
+    let node = Api::<Node>::all(nodes.client.clone())
+        .get(&nodes.nodes[1].name)
+        .await
+        .unwrap();
+    let condition = node
+        .status
+        .and_then(|status| status.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|condition| condition.type_ == "NetworkUnavailable");
+    assert!(
+        condition.is_none(),
+        "an unready node claims a network: {condition:?}"
+    );
+
+    sh(&["ip", "-n", &netns, "addr", "add", &address, "dev", "eth0"]);
+    nodes.wait_ready(1).await;
+}

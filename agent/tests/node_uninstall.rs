@@ -61,6 +61,8 @@ async fn the_network_stays_on_restart_and_goes_with_the_installation() {
         .delete("default", &Default::default())
         .await
         .expect("delete the Installation");
+    // The agent tears down only a deletion its watch has seen: give the event time to arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     nodes.stop_agent(0, libc::SIGTERM);
     let (routes, vxlan, tables) = kernel_state(&netns);
     for file in &files {
