@@ -7,13 +7,9 @@
 //! claimed, so a burst of pods finds addresses waiting. When every pool the node may use is
 //! exhausted, the file says so (naming the pools) and ADD fails at once instead of waiting.
 //!
-//! Releasing a block is ordered against the plugin: under the allocation store's lock the
-//! block is checked empty and dropped from the file; ADD reads the file under the same lock,
-//! so no address can be handed out of a block being released. The watch shows the release a
-//! moment later: until the view no longer shows the block as this node's, it is kept out of
-//! the file (a lagging view must not hand a released block back to the plugin), and a release
-//! whose API call failed is retried. Every step checks that every allocated address lies in a
-//! block this node holds and names any that does not.
+//! Empty blocks are released in [`release`], ordered against the plugin and kept out of the
+//! file while a lagging view still shows them. Every step checks that every allocated address
+//! lies in a block this node holds and names any that does not.
 //!
 //! Addresses are freed in [`orphans`] (only when no pod reports them and their interface is
 //! gone, and never on a stale pod view); the tunnel's address is kept in [`tunnel`]. Each API
@@ -21,6 +17,7 @@
 //! step an error, never a hang.
 
 mod orphans;
+mod release;
 mod tunnel;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -356,105 +353,6 @@ impl NodeIpam {
         state.blocks = usable.iter().map(|block| IpNet::V4(*block)).collect();
         self.record_metrics(inputs, &used);
         Ok(())
-    }
-
-    /// Releases blocks that stayed empty for the grace period, keeping at least one usable block
-    /// and half a block of free addresses.
-    async fn release_empty(
-        &mut self,
-        inputs: &Inputs,
-        usable: &mut Vec<Ipv4Net>,
-        used: &BTreeMap<Ipv4Net, usize>,
-    ) -> Result<(), IpamError> {
-        let now = Instant::now();
-        let empty: BTreeSet<Ipv4Net> = inputs
-            .held
-            .keys()
-            .filter(|block| used.get(block).copied().unwrap_or(0) == 0)
-            .copied()
-            .collect();
-        self.empty_since.retain(|block, _| empty.contains(block));
-        for block in &empty {
-            self.empty_since.entry(*block).or_insert(now);
-        }
-        for block in empty {
-            let usable_block = usable.contains(&block);
-            let spare: usize = usable
-                .iter()
-                .filter(|other| **other != block)
-                .map(|other| size(other) - used.get(other).copied().unwrap_or(0))
-                .sum();
-            let keep = usable_block && (usable.len() <= 1 || spare < size(&block) / 2);
-            let waited = self
-                .empty_since
-                .get(&block)
-                .is_some_and(|since| now.duration_since(*since) >= self.settings.block_grace);
-            if keep || !waited {
-                continue;
-            }
-            {
-                let store = self.open_store()?;
-                let still_empty = !store.records()?.iter().any(|record| match record.ip {
-                    IpAddr::V4(ip) => block.contains(&ip),
-                    IpAddr::V6(_) => false,
-                });
-                if !still_empty {
-                    continue;
-                }
-                usable.retain(|other| *other != block);
-                let mut state = self.written.clone().unwrap_or_default();
-                state.blocks.retain(|other| *other != IpNet::V4(block));
-                self.write(state)?;
-                // From here on the block is out of the file for good, whatever the API says.
-                self.released.insert(block, Released::new());
-            }
-            self.claimed.remove(&block);
-            self.empty_since.remove(&block);
-            self.release(block).await;
-        }
-        Ok(())
-    }
-
-    /// Deletes the IPAMBlock of a released block; a failure is logged and retried next step.
-    async fn release(&mut self, block: Ipv4Net) {
-        let call = claim::release_block(&self.client, IpNet::V4(block), &self.settings.node);
-        let outcome = match tokio::time::timeout(self.api_timeout, call).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error @ ClaimError::NotHolder { .. })) => {
-                tracing::warn!(%block, %error, "a released block is held by another node now");
-                Ok(())
-            }
-            Ok(Err(error)) => Err(IpamError::from(error)),
-            Err(_) => Err(IpamError::Timeout {
-                action: format!("releasing block {block}"),
-                after: self.api_timeout,
-            }),
-        };
-        match outcome {
-            Ok(()) => {
-                if let Some(released) = self.released.get_mut(&block) {
-                    released.deleted = true;
-                }
-                self.metrics.count_freed("block", 1);
-                tracing::info!(%block, "released empty block");
-            }
-            Err(error) => {
-                tracing::warn!(%block, %error, "releasing an empty block failed; retrying")
-            }
-        }
-    }
-
-    /// Retries the releases whose API call failed (the blocks are out of the file already).
-    async fn retry_releases(&mut self) {
-        let pending: Vec<Ipv4Net> = self
-            .released
-            .iter()
-            .filter(|(_, released)| !released.deleted)
-            .map(|(block, _)| *block)
-            .collect();
-        for block in pending {
-            self.release(block).await;
-        }
     }
 
     /// Names, once each, every allocated address that lies in no block this node holds.
