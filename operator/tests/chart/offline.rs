@@ -83,7 +83,7 @@ fn refused(major: HelmMajor, values: &str) -> String {
 
 #[test]
 fn the_schema_refuses_bad_values_naming_the_key() {
-    let cases: [(&str, &[&str]); 7] = [
+    let cases: [(&str, &[&str]); 8] = [
         (
             "replica: 2",
             &["additional properties 'replica' not allowed"],
@@ -117,6 +117,10 @@ fn the_schema_refuses_bad_values_naming_the_key() {
         (
             "replicas: 2\nleaderElection: {enabled: false}",
             &["more than 1 replica needs leaderElection.enabled: true"],
+        ),
+        (
+            "health: {port: 9442}",
+            &["health.port: must differ from metrics.port"],
         ),
     ];
     for major in BOTH {
