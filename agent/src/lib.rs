@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod nat;
 pub mod node_publisher;
 pub mod node_status;
+pub mod policy_isolation;
 pub mod policy_sync;
 pub mod route_sync;
 pub mod routes;
