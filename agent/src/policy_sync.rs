@@ -139,6 +139,11 @@ impl PolicySync {
             // packets see the old rules or the new, never none.
             None => compiled.full_script(),
         };
+        if self.applied.is_none() && self.endpoints.is_some() {
+            // After a start, what is bound is what the table in the kernel binds: connections
+            // of pods that keep their binding across the restart must survive it.
+            self.bound = bindings::in_kernel(kernel.netns_path());
+        }
         // An address moving to a new interface must not carry the previous pod's connections
         // into it: forget them before the new binding lets traffic through.
         let rebound: Vec<IpAddr> = bindings

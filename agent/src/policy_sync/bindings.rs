@@ -18,6 +18,27 @@ use weft_policy::model::Cluster;
 /// (host interface, address) of every programmed local pod.
 pub type Bindings = BTreeSet<(String, IpAddr)>;
 
+/// The bindings the kernel's table holds now (what an earlier run of the agent programmed),
+/// read from the guard's sets; empty when there is no table.
+pub fn in_kernel(netns: Option<&std::path::Path>) -> Bindings {
+    let mut bindings = Bindings::new();
+    let element = regex_lite::Regex::new(r#""([^"]+)" \. ([0-9a-fA-F:.]+)"#).expect("valid");
+    for set in ["endpoints_v4", "endpoints_v6"] {
+        let args: Vec<String> = ["list", "set", "inet", super::POLICY_TABLE, set]
+            .map(String::from)
+            .to_vec();
+        let Ok(text) = super::conntrack::run_tool("nft", netns, &args) else {
+            continue;
+        };
+        for found in element.captures_iter(&text) {
+            if let Ok(ip) = found[2].parse() {
+                bindings.insert((found[1].to_owned(), ip));
+            }
+        }
+    }
+    bindings
+}
+
 /// Gives the local endpoints of `cluster` the addresses of their records and returns the
 /// bindings.
 pub fn bind(

@@ -18,8 +18,12 @@ use std::process::{Command, Stdio};
 /// A failed conntrack call.
 #[derive(Debug, thiserror::Error)]
 pub enum ConntrackError {
-    #[error("conntrack {args}: {message}")]
-    Tool { args: String, message: String },
+    #[error("{program} {args}: {message}")]
+    Tool {
+        program: String,
+        args: String,
+        message: String,
+    },
     #[error("opening the node's namespace {path}: {source}")]
     Netns {
         path: String,
@@ -69,7 +73,16 @@ pub fn parse_line(line: &str) -> Option<Flow> {
 }
 
 fn run(netns: Option<&Path>, args: &[String]) -> Result<String, ConntrackError> {
-    let mut command = Command::new("conntrack");
+    run_tool("conntrack", netns, args)
+}
+
+/// Runs `program` with `args` inside the node's namespace; its output on success.
+pub(super) fn run_tool(
+    program: &str,
+    netns: Option<&Path>,
+    args: &[String],
+) -> Result<String, ConntrackError> {
+    let mut command = Command::new(program);
     command
         .args(args)
         .stdin(Stdio::null())
@@ -97,6 +110,7 @@ fn run(netns: Option<&Path>, args: &[String]) -> Result<String, ConntrackError> 
         }
     }
     let fail = |message: String| ConntrackError::Tool {
+        program: program.to_owned(),
         args: args.join(" "),
         message,
     };
