@@ -222,3 +222,25 @@ async fn a_pod_started_while_the_agent_is_down_stays_closed_until_the_agent_is_b
         "the node reaches its programmed pod (kubelet probes)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_agent_never_ran_wires_no_pod_until_the_guard_is_installed() {
+    let mut nodes = NodeCluster::new(shared_cluster().await, &[1], "VXLAN", "Enabled").await;
+    let node = &nodes.nodes[0];
+    let netns = format!("{}-first", node.netns);
+    sh(&["ip", "netns", "add", &netns]);
+    let error = cni(node, "ADD", "first", &netns).expect_err("ADD before the agent ever ran");
+    assert!(error.contains("\"code\":11"), "{error}");
+    assert!(
+        error.contains("has not yet installed policy enforcement"),
+        "{error}"
+    );
+    assert!(
+        try_sh(&["ip", "-n", &netns, "link", "show", "eth0"]).is_none(),
+        "the refused ADD wired the pod"
+    );
+    nodes.start_agents().await;
+    let result = cni(&nodes.nodes[0], "ADD", "first", &netns);
+    let _ = try_sh(&["ip", "netns", "del", &netns]);
+    result.expect("ADD once the agent has installed the guard");
+}
