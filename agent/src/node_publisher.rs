@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::faults::REPEAT_LOG;
 use crate::node_status;
-use crate::view::annotations;
+use crate::view::{Kind, annotations};
 use crate::watch::Shared;
 
 /// Longest wait for one API call.
@@ -84,12 +84,19 @@ pub async fn run(
             continue;
         }
         let wanted = wish.borrow().clone();
-        let live = shared.view().nodes.get(&node).map(|live| {
-            (
-                live.weft_annotations.clone(),
-                live.network_unavailable.clone(),
-            )
-        });
+        let (synced, live) = {
+            let view = shared.view();
+            let live = view.nodes.get(&node).map(|live| {
+                (
+                    live.weft_annotations.clone(),
+                    live.network_unavailable.clone(),
+                )
+            });
+            (view.synced.contains(&Kind::Node), live)
+        };
+        if !synced {
+            continue;
+        }
         let Some((live_annotations, live_condition)) = live else {
             if recent
                 .missing_logged

@@ -34,6 +34,9 @@ impl Shared {
             let mut view = self.view();
             change(&mut view);
             view.stale.remove(&kind);
+            if kind == Kind::Installation && !view.installation.is_empty() {
+                view.installation_seen = true;
+            }
             if kind.shapes_routing() {
                 view.routing_generation += 1;
             } else {

@@ -66,7 +66,12 @@ async fn the_network_stays_on_restart_and_goes_with_the_installation() {
     nodes.stop_agent(0, libc::SIGTERM);
     let (routes, vxlan, tables) = kernel_state(&netns);
     for file in &files {
-        assert!(!file.exists(), "{} remains after uninstall", file.display());
+        assert!(
+            !file.exists(),
+            "{} remains after uninstall:\n{}",
+            file.display(),
+            nodes.agent_log(0)
+        );
     }
     assert!(routes.is_empty(), "routes remain:\n{routes}");
     assert!(!vxlan, "weft.vxlan remains");
