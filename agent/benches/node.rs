@@ -2,8 +2,10 @@
 //!
 //! - RSS of `weft-agent run` with 1,000 nodes (each with a block and published VTEP), 10,000
 //!   pods with addresses and 1,000 policies in the API;
-//! - a policy change (one pod's labels) → the next sync programmed on the node, end to end
-//!   (API write to nft applied), p50/p99 over repeated changes;
+//! - a policy change (one pod's labels) → the change in the node's kernel ruleset (its
+//!   endpoint chain appears or goes, read back with `nft list`), p50/p99 over repeated changes;
+//! - pod ADD → the pod programmed (its interface and address in the policy table's guard set,
+//!   which the agent writes in the same transaction as the pod's chains), p50/p99;
 //! - a node added (Node with its annotations and an IPAMBlock) → its route in the kernel;
 //! - pod ADD and DEL through the conflist install-cni wrote and the node state the agent wrote,
 //!   against the reference `ptp` + `host-local` (Debian, /usr/lib/cni) in the same namespace.
@@ -214,18 +216,6 @@ fn memory(pid: u32) -> String {
     )
 }
 
-fn synced_ok(port: u16) -> u64 {
-    http_body(port, "/metrics")
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("weft_agent_syncs_total{result=\"ok\"} ")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
 /// (sum, count) of the agent's dataplane apply histogram for one part.
 fn apply_seconds(port: u16, part: &str) -> (f64, f64) {
     let text = http_body(port, "/metrics");
@@ -335,22 +325,91 @@ fn add_del_comparison(nodes: &NodeCluster, pods: usize) {
     }
 }
 
-/// Relabels a local pod back and forth; each sample is API write → next sync finished.
-async fn policy_changes(client: &Client, port: u16, rounds: usize) -> Vec<Duration> {
+/// `nft list` of one object of the policy table in the node's namespace (`None`: absent).
+fn nft_list(node: &TestNode, kind: &str, name: &str) -> Option<String> {
+    try_sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &node.netns,
+        "nft",
+        "list",
+        kind,
+        "inet",
+        "weft_policy",
+        name,
+    ])
+}
+
+/// Relabels a local pod back and forth between a label that policies select (its ingress
+/// chain exists) and one none selects (the chain goes); each sample is API write → the chain's
+/// presence flipped in the kernel's ruleset.
+async fn policy_changes(client: &Client, node: &TestNode, rounds: usize) -> Vec<Duration> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "bench-0");
+    let chain = weft_policy::nft::endpoint_chain_name(
+        "bench-0/pod-0",
+        weft_policy::model::Direction::Ingress,
+    );
+    assert!(
+        nft_list(node, "chain", &chain).is_some(),
+        "pod-0 (app-0) starts isolated"
+    );
     let mut samples = Vec::new();
     for round in 0..rounds {
-        let before = synced_ok(port);
-        let app = format!("app-{}", if round % 2 == 0 { 7 } else { 0 });
+        let isolated = round % 2 == 1;
+        let app = format!("app-{}", if isolated { 0 } else { 7 });
         let patch = json!({"metadata": {"labels": {"app": app}}});
         let started = Instant::now();
         pods.patch("pod-0", &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .unwrap();
-        while synced_ok(port) == before {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        while nft_list(node, "chain", &chain).is_some() != isolated {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         samples.push(started.elapsed());
+    }
+    samples
+}
+
+/// Wires new pods on the node as the kubelet does (Pod object, then ADD with the pod's names);
+/// each sample is ADD started → the pod's interface and address in the guard set (the pod's
+/// chains and dispatch entries land in the same transaction).
+async fn adds_programmed(nodes: &mut NodeCluster, client: &Client, rounds: usize) -> Vec<Duration> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "bench-0");
+    let mut samples = Vec::new();
+    for round in 0..rounds {
+        let node = &nodes.nodes[0];
+        let name = format!("fresh-{round}");
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "app-0", "tier": "db"}},
+            "spec": {"nodeName": node.name, "containers": [{"name": "c", "image": "none:0",
+                     "ports": [{"name": "http", "containerPort": 8080}]}],
+                     "tolerations": [{"operator": "Exists"}]}}))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let netns = format!("{}-{name}", node.netns);
+        sh(&["ip", "netns", "add", &netns]);
+        let args = format!("K8S_POD_NAMESPACE=bench-0;K8S_POD_NAME={name}");
+        let started = Instant::now();
+        let result = cni_with_args(node, "ADD", &name, &netns, &args).expect("weft ADD");
+        let ip = result["ips"][0]["address"]
+            .as_str()
+            .and_then(|text| text.split('/').next())
+            .expect("an address")
+            .to_owned();
+        let element = format!(" . {ip}");
+        while !nft_list(node, "set", "endpoints_v4").is_some_and(|set| set.contains(&element)) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples.push(started.elapsed());
+        nodes.pods.push(TestPod {
+            name,
+            namespace: "bench-0".into(),
+            netns,
+            node: 0,
+            ip: ip.parse().unwrap(),
+            container_id: String::new(),
+        });
     }
     samples
 }
@@ -434,8 +493,8 @@ async fn main() {
     let port = nodes.nodes[0].health_port;
     let before = apply_seconds(port, "policy");
     report(
-        "policy change (local pod relabelled) → next sync programmed",
-        &mut policy_changes(&client, port, 60).await,
+        "policy change (local pod relabelled) → the change in the node's ruleset",
+        &mut policy_changes(&client, &nodes.nodes[0], 60).await,
     );
     let after = apply_seconds(port, "policy");
     println!(
@@ -446,6 +505,10 @@ async fn main() {
     report(
         "node added → its route on the measured node",
         &mut nodes_added(&nodes, node_count + 1, 40).await,
+    );
+    report(
+        "pod ADD → programmed (guard set holds its interface and address)",
+        &mut adds_programmed(&mut nodes, &client, 100).await,
     );
     println!("agent memory at the end: {}", memory(pid));
     add_del_comparison(&nodes, 100);

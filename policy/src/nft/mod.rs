@@ -133,7 +133,8 @@ pub(crate) fn policy_chain_name(id: &PolicyId, direction: Direction) -> String {
     format!("po_{}_{}", short_hash(&key), direction_suffix(direction))
 }
 
-fn endpoint_chain_name(key: &str, direction: Direction) -> String {
+/// The chain of endpoint `key` (`namespace/name`) for `direction`.
+pub fn endpoint_chain_name(key: &str, direction: Direction) -> String {
     format!("ep_{}_{}", short_hash(key), direction_suffix(direction))
 }
 
