@@ -9,9 +9,13 @@
 //! the table already in the kernel until the agent is back. Once the guard is in the kernel,
 //! the marker that lets ADD wire pods is written (see `weft_cni::endpoint`).
 //!
+//! Pods wired before ADD wrote records (an upgrade) are adopted from their host routes
+//! ([`adopt`]).
+//!
 //! After a change, connections the new policy denies are cut ([`cut`], [`conntrack`]), and an
 //! address bound to a new interface (or unbound) loses its tracked connections.
 
+pub mod adopt;
 pub mod bindings;
 pub mod conntrack;
 pub mod cut;
@@ -119,10 +123,13 @@ impl PolicySync {
         let (mut cluster, local) = policy_cluster(view, node);
         let (compiled, bindings) = match &self.endpoints {
             Some(watch) => {
+                let mut records = watch.records();
+                let adopted = adopt::adopt(kernel, watch.dir(), &cluster, &local, &records);
+                records.extend(adopted);
                 let guard = Guard {
                     interface_prefix: weft_cni::naming::HOST_PREFIX.to_owned(),
                     exempt: vec![crate::routes::VXLAN_DEVICE.to_owned()],
-                    bindings: bindings::bind(&mut cluster, &local, &watch.records()),
+                    bindings: bindings::bind(&mut cluster, &local, &records),
                 };
                 let compiled = compile_guarded(&cluster, POLICY_TABLE, &local, &guard);
                 (compiled, guard.bindings)

@@ -244,3 +244,39 @@ async fn a_node_whose_agent_never_ran_wires_no_pod_until_the_guard_is_installed(
     let _ = try_sh(&["ip", "netns", "del", &netns]);
     result.expect("ADD once the agent has installed the guard");
 }
+
+/// A pod wired before ADD wrote endpoint records (an upgrade) has no record: the agent adopts it
+/// from its host route instead of cutting it off.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_wired_without_a_record_is_adopted_from_its_host_route() {
+    let mut nodes = two_nodes().await;
+    let server = nodes.add_pod(1, "server", &[]).await;
+    serve_tcp(&server.netns, 8080);
+    let old = nodes.add_pod(0, "old", &[]).await;
+    assert!(tcp_probe_eventually(&old.netns, server.ip, 8080, 25).is_some());
+    nodes.stop_agent(0, libc::SIGKILL);
+    let dir = nodes.nodes[0].state_dir().join("endpoints");
+    let records: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(records.len(), 1, "one pod on node 0");
+    let record = records[0].path();
+    std::fs::remove_file(&record).unwrap();
+
+    nodes.start_agent(0);
+    nodes.wait_ready(0).await;
+    assert!(
+        tcp_probe_eventually(&old.netns, server.ip, 8080, 10).is_some(),
+        "the adopted pod still reaches the server"
+    );
+    nodes
+        .until(
+            "the pod's record is written again",
+            Duration::from_secs(10),
+            || record.exists(),
+        )
+        .await;
+    assert!(nodes.is_programmed(&old), "the adopted pod is bound");
+}
