@@ -15,6 +15,7 @@ mod args;
 pub mod binaries;
 mod cluster;
 mod crds;
+pub mod demo;
 pub mod helm;
 pub mod kind_suite;
 pub mod node_runner;

@@ -1,174 +1,111 @@
-//! `weft-demo` (`make demo`): the install path end to end on a local control plane. It starts a
-//! cluster with 3 kwok nodes, applies weft's CRDs and the operator's RBAC (config/rbac), runs the
-//! operator in this process as its own ServiceAccount, applies the sample Installation, waits for
-//! it to become Available and prints `kubectl get installation` and the component table.
+//! `weft-demo` (`make demo`): weft on a local control plane with a real dataplane — three
+//! namespace nodes on two subnets, each with its own `weft-agent run`, pods attached by the
+//! installed plugin, the connectivity matrix before and after the seed's blue policy (see
+//! `weft_e2e::demo`). Without root it says why and runs the kwok demo instead; `--kwok`
+//! (`make demo-kwok`) runs the kwok demo: the install path alone, on simulated nodes.
+//! Ctrl-C (or SIGTERM) at any point removes everything the demo made.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use clap::Parser;
-use kube::Api;
-use tokio::sync::watch;
-use weft_api::Installation;
-use weft_e2e::{ClusterOptions, LocalCluster};
-use weft_operator::manifests::{apply_yaml, install_crds};
-use weft_operator::runtime::{Handles, Options, run};
+use tokio::signal::unix::{SignalKind, signal};
+use weft_e2e::demo::{self, host, kwok, run};
 
-const FIELD_MANAGER: &str = "weft-demo";
-const OPERATOR_NAMESPACE: &str = "weft-operator";
-
-/// Install weft on a local cluster and show its status.
+/// Install weft on a local cluster, network pods and enforce a policy.
 #[derive(Parser)]
 #[command(name = "weft-demo")]
 struct Args {
-    /// kwok nodes in the cluster.
+    /// Run the kwok demo (simulated nodes, no dataplane).
+    #[arg(long)]
+    kwok: bool,
+    /// kwok nodes in the kwok demo.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=1000))]
     nodes: u16,
     /// The Installation to apply.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/samples/installation-minimal.yaml"))]
     installation: PathBuf,
-    /// Seconds to wait for the Installation to become Available.
-    #[arg(long, default_value_t = 120)]
+    /// The policy applied after the first matrix.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/samples/networkpolicy-blue.yaml"))]
+    policy: PathBuf,
+    /// Keep the cluster and its dataplane up until Ctrl-C once everything is printed.
+    #[arg(long)]
+    keep: bool,
+    /// Seconds to wait for each step (the Installation to become Available, the policy).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_seconds: u64,
 }
 
-fn kubectl(cluster: &LocalCluster, args: &[&str]) -> anyhow::Result<String> {
-    let output = cluster
-        .kubectl()
-        .args(args)
-        .output()
-        .context("running kubectl")?;
-    if !output.status.success() {
-        bail!(
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
+/// Where `weft-agent`, `weft`, `weft-ipam` and `weftctl` are: next to this binary.
+fn binaries() -> Result<PathBuf, demo::Error> {
+    let exe = std::env::current_exe().map_err(|source| demo::Error::Io {
+        what: "locating weft-demo".into(),
+        source,
+    })?;
+    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    let missing: Vec<&str> = ["weft-agent", "weft", "weft-ipam", "weftctl"]
+        .into_iter()
+        .filter(|name| !dir.join(name).exists())
+        .collect();
+    if !missing.is_empty() {
+        return Err(demo::Error::Setup(format!(
+            "{} missing in {}: build them with `cargo build -p weft-agent -p weft-cni -p weftctl` \
+             (`make demo` does)",
+            missing.join(", "),
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+async fn demo(args: Args) -> Result<(), demo::Error> {
+    let timeout = Duration::from_secs(args.timeout_seconds);
+    if args.kwok {
+        return kwok::demo(usize::from(args.nodes), &args.installation, timeout).await;
+    }
+    if let Some(why) = host::missing_privileges() {
+        println!(
+            "weft-demo: {why}.\nRunning the kwok demo instead (simulated nodes, no dataplane).\n"
         );
+        return kwok::demo(usize::from(args.nodes), &args.installation, timeout).await;
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn component_table(installation: &Installation) -> String {
-    let mut table = format!(
-        "{:<12} {:<10} {:<12} {:<9} {}\n",
-        "COMPONENT", "AVAILABLE", "PROGRESSING", "DEGRADED", "MESSAGE"
-    );
-    for component in installation
-        .status
-        .iter()
-        .flat_map(|status| &status.components)
-    {
-        table.push_str(&format!(
-            "{:<12} {:<10} {:<12} {:<9} {}\n",
-            component.name,
-            component.available,
-            component.progressing,
-            component.degraded,
-            component.message.as_deref().unwrap_or_default()
-        ));
-    }
-    table
-}
-
-async fn wait_available(api: &Api<Installation>, limit: Duration) -> anyhow::Result<Installation> {
-    let started = Instant::now();
-    let mut last_table = String::new();
-    loop {
-        if let Some(installation) = api.get_opt("default").await? {
-            let table = component_table(&installation);
-            if table != last_table && installation.status.is_some() {
-                println!("[{:>5.1}s]\n{table}", started.elapsed().as_secs_f64());
-                last_table = table;
-            }
-            if installation.is_available() {
-                return Ok(installation);
-            }
-        }
-        if started.elapsed() > limit {
-            bail!(
-                "Installation/default was not Available after {}s",
-                limit.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn demo(args: Args) -> anyhow::Result<()> {
-    let manifest = std::fs::read_to_string(&args.installation)
-        .with_context(|| format!("--installation {}", args.installation.display()))?;
-    println!(
-        "Starting a local control plane with {} kwok nodes...",
-        args.nodes
-    );
-    let options = ClusterOptions {
-        nodes: usize::from(args.nodes),
-        ..ClusterOptions::default()
-    };
-    let cluster = LocalCluster::start(options).await?;
-    let admin = cluster.client().await?;
-    install_crds(&admin, FIELD_MANAGER).await?;
-    for (name, text) in weft_e2e::OPERATOR_RBAC {
-        apply_yaml(&admin, name, text, FIELD_MANAGER).await?;
-    }
-    println!(
-        "CRDs and config/rbac applied; starting the operator as ServiceAccount {OPERATOR_NAMESPACE}/weft-operator"
-    );
-    let operator_client = cluster
-        .client_as_service_account(OPERATOR_NAMESPACE, "weft-operator")
-        .await?;
-    let (stop, shutdown) = watch::channel(false);
-    let operator = tokio::spawn(run(
-        operator_client,
-        Options {
-            health_address: "127.0.0.1:0".parse()?,
-            metrics_address: None,
-            lease_namespace: Some(OPERATOR_NAMESPACE.into()),
-            identity: "weft-demo".into(),
-            settings: Default::default(),
-        },
-        Handles::new(),
-        shutdown,
-    ));
-    let started = Instant::now();
-    let source = args.installation.display().to_string();
-    apply_yaml(&admin, &source, &manifest, FIELD_MANAGER).await?;
-    println!("Applied {source}; waiting for Available...");
-    let api: Api<Installation> = Api::all(admin.clone());
-    let installation = wait_available(&api, Duration::from_secs(args.timeout_seconds)).await?;
-    println!(
-        "Installation/default Available after {:.1}s\n",
-        started.elapsed().as_secs_f64()
-    );
-    println!(
-        "$ kubectl get installation\n{}",
-        kubectl(&cluster, &["get", "installation"])?
-    );
-    println!("Components:\n{}", component_table(&installation));
-    println!(
-        "$ kubectl -n weft-system get daemonsets,deployments\n{}",
-        kubectl(
-            &cluster,
-            &["-n", "weft-system", "get", "daemonsets,deployments"]
-        )?
-    );
-    println!(
-        "$ kubectl get ippools\n{}",
-        kubectl(&cluster, &["get", "ippools"])?
-    );
-    let _ = stop.send(true);
-    operator.await??;
-    Ok(())
+    run::demo(run::Settings {
+        installation: args.installation,
+        policy: args.policy,
+        binaries: binaries()?,
+        keep: args.keep,
+        timeout,
+    })
+    .await
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match demo(Args::parse()).await {
+    let args = Args::parse();
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("weft-demo: cannot handle signals");
+        return ExitCode::FAILURE;
+    };
+    // On a signal the demo's future is dropped, and with it everything it made.
+    let result = tokio::select! {
+        result = demo(args) => result,
+        _ = interrupt.recv() => {
+            eprintln!("weft-demo: interrupted; cleaning up");
+            Ok(())
+        }
+        _ = terminate.recv() => {
+            eprintln!("weft-demo: terminated; cleaning up");
+            Ok(())
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("weft-demo: {error:#}");
+            eprintln!("weft-demo: {error}");
             ExitCode::FAILURE
         }
     }
