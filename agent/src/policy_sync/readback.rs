@@ -32,8 +32,7 @@ impl PolicySync {
             return Ok(true);
         };
         let listing = kernel.nft_table_json(POLICY_TABLE)?;
-        let _ = difference(applied, listing.as_ref()); // BROKEN: always rewrites
-        match Some(String::from("x")) {
+        match difference(applied, listing.as_ref()) {
             None => Ok(true),
             Some(difference) => {
                 tracing::warn!(
