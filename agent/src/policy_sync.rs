@@ -207,7 +207,17 @@ impl PolicySync {
             Ok(flows) => flows,
             Err(error) => return self.conntrack_failed(&error),
         };
-        let cuts = cut::plan(cluster, local, &flows);
+        let own: BTreeSet<IpAddr> = match kernel.netlink(crate::kernel::netlink::ipv4_addresses) {
+            Ok(addresses) => addresses
+                .into_iter()
+                .map(|(_, address)| IpAddr::V4(address.addr()))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "listing the node's addresses; not cutting flows");
+                return;
+            }
+        };
+        let cuts = cut::plan(cluster, local, &own, &flows);
         let netns = kernel.netns_path();
         for flow in cuts.delete.iter().chain(&cuts.release) {
             tracing::debug!(?flow, "deleting a connection's entry");

@@ -100,9 +100,9 @@ pub fn verdict_with<'a>(
         cluster,
         selecting(src, Direction::Egress),
         selecting(dst, Direction::Ingress),
-        dst,
+        (src, dst),
         Packet {
-            src,
+            src: Target::Endpoint(src),
             dst: Target::Endpoint(dst),
             traffic,
         },
@@ -113,16 +113,10 @@ fn decide_both<'p>(
     cluster: &Cluster,
     egress_policies: impl Iterator<Item = &'p Policy>,
     ingress_policies: impl Iterator<Item = &'p Policy>,
-    dst: &Endpoint,
+    (src, dst): (&Endpoint, &Endpoint),
     packet: Packet<'_>,
 ) -> Verdict {
-    let egress = decide(
-        cluster,
-        egress_policies,
-        packet.src,
-        Direction::Egress,
-        &packet,
-    );
+    let egress = decide(cluster, egress_policies, src, Direction::Egress, &packet);
     if !egress.decision.allows() {
         return Verdict {
             allowed: false,
@@ -187,9 +181,9 @@ impl<'a> Evaluator<'a> {
             self.cluster,
             from.1.iter().copied(),
             to.0.iter().copied(),
-            dst,
+            (src, dst),
             Packet {
-                src,
+                src: Target::Endpoint(src),
                 dst: Target::Endpoint(dst),
                 traffic,
             },
@@ -211,15 +205,36 @@ pub fn egress_to_address(
         policy.rules(Direction::Egress).is_some() && applies_to(cluster, policy, src)
     });
     let packet = Packet {
-        src,
+        src: Target::Endpoint(src),
         dst: Target::Address(address),
         traffic,
     };
     decide(cluster, selecting, src, Direction::Egress, &packet)
 }
 
+/// Decides the ingress of `dst` from an address that belongs to no endpoint (outside the
+/// cluster's pods, another node): as for [`egress_to_address`], only address peers can match
+/// it, and there is no egress side to ask.
+pub fn ingress_from_address(
+    cluster: &Cluster,
+    address: IpAddr,
+    dst: &Endpoint,
+    traffic: Traffic,
+) -> DirectionVerdict {
+    let ordered = cluster.ordered_policies();
+    let selecting = ordered.iter().copied().filter(|policy| {
+        policy.rules(Direction::Ingress).is_some() && applies_to(cluster, policy, dst)
+    });
+    let packet = Packet {
+        src: Target::Address(address),
+        dst: Target::Endpoint(dst),
+        traffic,
+    };
+    decide(cluster, selecting, dst, Direction::Ingress, &packet)
+}
+
 struct Packet<'a> {
-    src: &'a Endpoint,
+    src: Target<'a>,
     dst: Target<'a>,
     traffic: Traffic,
 }
@@ -335,7 +350,7 @@ fn rule_matches(cluster: &Cluster, rule: &Rule, packet: &Packet<'_>) -> bool {
     let protocol = packet.traffic.protocol.number();
     rule.protocol.is_none_or(|p| p.number() == protocol)
         && rule.not_protocol.is_none_or(|p| p.number() != protocol)
-        && entity_matches(cluster, &rule.source, Target::Endpoint(packet.src), None)
+        && entity_matches(cluster, &rule.source, packet.src, None)
         && entity_matches(cluster, &rule.destination, packet.dst, Some(packet))
 }
 
