@@ -1,7 +1,7 @@
 //! Differential test on real network namespaces shaped like a weft node (needs root, `ip`,
 //! `nft` and the workspace's `weft` and `weft-ipam` plugins): one namespace per pod attached by the
 //! `weft` CNI plugin to a "host" namespace in the role of the node, the ruleset the agent
-//! programs ([`compile_for_node`] with every pod local: pod to pod on the forward hook, a pod's
+//! programs ([`compile_guarded`] with every pod local and bound: pod to pod on the forward hook, a pod's
 //! traffic to its node through its egress policy on the input hook) applied there, and TCP/UDP
 //! probes compared cell by cell with the evaluator: every pair of pods, every pod to its node
 //! (the evaluator's egress towards an address outside the pods), and the node to every pod
@@ -20,16 +20,23 @@ use common::scenarios;
 use weft_policy::eval::{Traffic, egress_to_address};
 use weft_policy::matrix::Matrix;
 use weft_policy::model::Cluster;
-use weft_policy::nft::{Ruleset, compile_for_node, diff};
+use weft_policy::nft::{Guard, Ruleset, compile_guarded, diff};
 
 use netns::Topology;
 
 const TABLE: &str = "weft_policy";
 
-/// What the node agent compiles when every endpoint of the cluster runs on its node.
-fn compile_all_local(cluster: &Cluster) -> Ruleset {
+/// What the node agent compiles when every endpoint of the cluster runs on its node, with
+/// every pod of `topology` bound in the workload guard (as the agent binds programmed pods):
+/// the guard must not change a single verdict.
+fn compile_all_local(cluster: &Cluster, topology: &Topology) -> Ruleset {
     let local: BTreeSet<String> = cluster.endpoints.iter().map(|e| e.key()).collect();
-    compile_for_node(cluster, TABLE, &local)
+    let guard = Guard {
+        interface_prefix: "weft".into(),
+        exempt: vec!["weft.vxlan".into()],
+        bindings: topology.bindings(),
+    };
+    compile_guarded(cluster, TABLE, &local, &guard)
 }
 
 /// Probes pod to pod, pod to node and node to pod, and asserts each equals the evaluator.
@@ -90,7 +97,7 @@ fn dataplane_matches_evaluator_for_every_scenario() {
     let mut on_kernel = 0;
     for scenario in &all {
         let cluster = common::cluster_with(scenario.policies);
-        let ruleset = compile_all_local(&cluster);
+        let ruleset = compile_all_local(&cluster, &topology);
         let script = match &applied {
             None => ruleset.full_script(),
             Some(previous) => diff(previous, &ruleset).script,
@@ -130,7 +137,7 @@ spec:
 ";
     let before = common::cluster_with(policies);
     let topology = Topology::build(&format!("wp-{}-lc", std::process::id() % 100_000), &before);
-    let first = compile_all_local(&before);
+    let first = compile_all_local(&before, &topology);
     topology.apply(&first.full_script()).unwrap();
     let traffic = common::tcp(80);
     assert_dataplane(&topology, &before, traffic, "before the label change");
@@ -142,7 +149,7 @@ spec:
         .find(|e| e.key() == "z/b")
         .unwrap();
     pod.labels.insert("color".into(), "red".into());
-    let second = compile_all_local(&after);
+    let second = compile_all_local(&after, &topology);
     let change = diff(&first, &second);
     assert_eq!(
         (
@@ -167,7 +174,7 @@ fn nft_accepts_every_scenario_whole_and_as_a_diff() {
     let topology = Topology::build(&format!("wp-{}-nf", std::process::id() % 100_000), &empty);
     let mut previous: Option<Ruleset> = None;
     for scenario in scenarios::all() {
-        let ruleset = compile_all_local(&common::cluster_with(scenario.policies));
+        let ruleset = compile_all_local(&common::cluster_with(scenario.policies), &topology);
         let whole = ruleset.full_script();
         topology
             .apply(&whole)
@@ -270,7 +277,7 @@ fn ipv6_dataplane_matches_evaluator() {
     let topology = Topology::build(&format!("wp-{}-v6", std::process::id() % 100_000), &base);
     for policies in IPV6_POLICIES {
         let cluster = load(policies);
-        let ruleset = compile_all_local(&cluster);
+        let ruleset = compile_all_local(&cluster, &topology);
         topology.apply(&ruleset.full_script()).unwrap();
         let mut denied_somewhere = false;
         for traffic in [common::tcp(80), common::tcp(81), common::udp(80)] {

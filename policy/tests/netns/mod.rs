@@ -446,6 +446,35 @@ impl Topology {
         results
     }
 
+    /// (host interface, address) of every pod, from the node's host routes (the plugin routes
+    /// each pod address to the pod's host interface): what the agent binds in the guard.
+    pub fn bindings(&self) -> std::collections::BTreeSet<(String, IpAddr)> {
+        let mut bindings = std::collections::BTreeSet::new();
+        for family in ["-4", "-6"] {
+            let output = std::process::Command::new("ip")
+                .args(["-n", &self.host, family, "route", "show"])
+                .output()
+                .expect("ip route show");
+            for line in String::from_utf8_lossy(&output.stdout).lines() {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let (Some(destination), Some(at)) =
+                    (words.first(), words.iter().position(|w| *w == "dev"))
+                else {
+                    continue;
+                };
+                let Ok(ip) = destination.parse::<IpAddr>() else {
+                    continue;
+                };
+                if let Some(device) = words.get(at + 1)
+                    && self.pods.iter().any(|pod| pod.ip == ip)
+                {
+                    bindings.insert(((*device).to_owned(), ip));
+                }
+            }
+        }
+        bindings
+    }
+
     /// The key and address of every pod.
     pub fn pods(&self) -> Vec<(String, IpAddr)> {
         self.pods
