@@ -2,7 +2,7 @@
 //! (weft NetworkPolicy), Kubernetes default-deny ingress and egress with allow-by-label, and
 //! a pod's egress policy governing its traffic to its own node while the node always reaches
 //! its pods, and policy that keeps following a pod whose address a deleted pod's object still
-//! reports.
+//! reports. Every deny is asserted on a path first shown open.
 
 mod common;
 
@@ -87,9 +87,14 @@ async fn the_blue_policy_holds_between_pods_on_different_nodes() {
     for port in [80, 81] {
         serve_tcp(&blue.netns, port);
     }
+    // Every path the policy will deny is shown open first, so a deny below is the policy's.
     assert!(
         tcp_probe_eventually(&nodes.pods[1].netns, blue.ip, 81, 25).is_some(),
-        "open before the policy"
+        "red → blue:81 open before the policy"
+    );
+    assert!(
+        tcp_probe_eventually(&nodes.pods[2].netns, blue.ip, 80, 25).is_some(),
+        "green → blue:80 (same subnet, direct) open before the policy"
     );
     let policy: NetworkPolicy = serde_json::from_value(json!({
         "apiVersion": "network.weft.dev/v1", "kind": "NetworkPolicy",
@@ -153,6 +158,12 @@ async fn kubernetes_default_deny_and_allow_by_label_across_nodes() {
     })
     .await;
     assert!(!open(&nodes, 2, 0, 8080), "other is still denied");
+    serve_tcp(&nodes.nodes[1].netns, 8081);
+    let node_address = nodes.nodes[1].address;
+    assert!(
+        tcp_probe(&nodes.pods[1].netns, node_address, 8081).is_some(),
+        "the client reaches its own node before its egress policy"
+    );
     // Default-deny egress for the client: it can reach neither the server nor its own node.
     create_kube_policy(
         &nodes,
@@ -164,8 +175,6 @@ async fn kubernetes_default_deny_and_allow_by_label_across_nodes() {
         open(&nodes, 1, 0, 8080)
     })
     .await;
-    serve_tcp(&nodes.nodes[1].netns, 8081);
-    let node_address = nodes.nodes[1].address;
     assert!(
         tcp_probe(&nodes.pods[1].netns, node_address, 8081).is_none(),
         "egress policy governs a pod's traffic to its own node"
