@@ -369,6 +369,10 @@ impl Dataplane {
             tracing::warn!("the NAT table differs from what was applied; rewriting it");
             self.applied_nat = None;
         }
+        // A difference is logged by verify, and the next pass replaces the table whole.
+        if let Err(error) = self.policy.verify(&self.kernel) {
+            tracing::warn!(%error, "reading the policy table back from the kernel");
+        }
     }
 
     /// Removes everything the agent created in the kernel (after the Installation is deleted).
