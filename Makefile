@@ -4,15 +4,23 @@ CARGO ?= cargo
 DEBIAN_PACKAGES := nftables conntrack iproute2 containernetworking-plugins ethtool iputils-ping
 CONTROL_PLANE_BIN = $(shell bash e2e/scripts/build-control-plane.sh 2>/dev/null | tail -n 1)
 
-.PHONY: all demo test unit lint fmt crds control-plane helm packages cluster-up cluster-down bench
+.PHONY: all demo demo-kwok test unit lint fmt crds control-plane helm packages cluster-up cluster-down bench
 .PHONY: docker images node-image e2e-up e2e-down e2e e2e-netpol check kind-test conformance
 
 all: lint test
 
-## demo: a local cluster with 3 kwok nodes, weft's CRDs and operator, the sample Installation
-## until Available, then `kubectl get installation` and the component table.
+## demo: weft on the local control plane with a real dataplane (root): 3 nodes on 2 subnets as
+## network namespaces, each with its own weft-agent, 5 pods attached by the weft plugin, the
+## connectivity matrix before and after the blue policy. Without root: the kwok demo.
+## DEMO_ARGS=--keep keeps it up until Ctrl-C; Ctrl-C at any time removes everything it made.
 demo: control-plane
-	$(CARGO) run --quiet -p weft-e2e --bin weft-demo
+	@$(CARGO) build --quiet -p weft-agent -p weft-cni -p weftctl -p weft-e2e --bin weft-agent --bin weft --bin weft-ipam --bin weftctl --bin weft-demo
+	@$(CARGO) run --quiet -p weft-e2e --bin weft-demo -- $(DEMO_ARGS)
+
+## demo-kwok: the install path alone: 3 kwok nodes (simulated pods), weft's CRDs and operator,
+## the sample Installation until Available, `kubectl get installation` and the component table.
+demo-kwok: control-plane
+	$(CARGO) run --quiet -p weft-e2e --bin weft-demo -- --kwok
 
 ## test: every test: unit and integration on the real control plane and real network namespaces,
 ## then the real-node suite on a kind cluster (kind-test).

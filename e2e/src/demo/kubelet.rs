@@ -60,7 +60,7 @@ pub struct Kubelet {
 }
 
 /// RFC 3339 with microseconds, as Lease and condition times are written.
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let since = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
@@ -147,10 +147,15 @@ impl Kubelet {
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(&status))
             .await
             .map_err(api(format!("set the status of Node {name}")))?;
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            what: dir.display().to_string(),
+            source,
+        })?;
         self.nodes.push(DemoNode {
             name: name.to_owned(),
             underlay,
-            dir: dir.join(name),
+            dir,
             health_port: free_port()?,
             agent: None,
         });
@@ -289,6 +294,21 @@ impl Kubelet {
                 .map_err(api(format!("renew the Lease of {}", node.name)))?;
         }
         Ok(())
+    }
+
+    /// Each agent's `/readyz` answer and last log lines, for a step that timed out.
+    pub fn diagnose(&self) -> String {
+        let mut text = String::new();
+        for node in &self.nodes {
+            let ready = http_status(node.health_port, "/readyz")
+                .map_or("no answer".to_owned(), |status| status.to_string());
+            text.push_str(&format!(
+                "weft-agent of {} (/readyz: {ready}), last log lines:\n{}\n",
+                node.name,
+                crate::process::log_tail(&node.dir.join("agent.log"))
+            ));
+        }
+        text
     }
 
     /// Stops every process at once, then waits for each.

@@ -142,7 +142,21 @@ pub async fn demo(settings: Settings) -> Result<(), Error> {
             }))
         },
     )
-    .await?;
+    .await;
+    let installation = match installation {
+        Ok(installation) => installation,
+        Err(error) => {
+            let current = installations.get_opt("default").await.ok().flatten();
+            let table = current.as_ref().map(component_table).unwrap_or_default();
+            let mtu = current
+                .and_then(|current| current.status)
+                .and_then(|status| status.mtu);
+            return Err(Error::Setup(format!(
+                "{error}\nstatus.mtu: {mtu:?}\n{table}{}",
+                kubelet.diagnose()
+            )));
+        }
+    };
     stamp(started, "Installation/default Available\n");
     let cluster = &installed.cluster;
     println!(
@@ -164,7 +178,6 @@ pub async fn demo(settings: Settings) -> Result<(), Error> {
     for (name, node, color) in PODS {
         let netns = underlay.add_pod(name)?;
         let ip = attach(&admin, &kubelet, node, name, color, &netns).await?;
-        serve_tcp(&netns, PORT)?;
         pods.push(Endpoint {
             name: name.into(),
             netns,
@@ -197,7 +210,7 @@ pub async fn demo(settings: Settings) -> Result<(), Error> {
             ]
         )?
     );
-    println!("IP pools now:\n{}", pool_table(&admin).await?);
+    println!("{}", placement(&kubelet));
 
     let before = tokio::task::block_in_place(|| Matrix::probe(&pods, &targets, PORT, 25));
     println!(
@@ -300,8 +313,17 @@ async fn attach(
         .and_then(|text| text.split('/').next())
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| Error::Setup(format!("ADD of {name} returned no IPv4 address: {result}")))?;
+    // The pod's one container: a TCP server in its namespace.
+    serve_tcp(netns, PORT)?;
+    let now = super::kubelet::now_rfc3339();
+    let condition = |kind: &str| json!({"type": kind, "status": "True", "lastTransitionTime": now});
     let status = json!({"status": {"phase": "Running", "podIP": ip.to_string(),
-        "hostIP": node.underlay.address.to_string(), "podIPs": [{"ip": ip.to_string()}]}});
+        "hostIP": node.underlay.address.to_string(), "podIPs": [{"ip": ip.to_string()}],
+        "startTime": now,
+        "conditions": [condition("PodScheduled"), condition("Initialized"),
+                       condition("ContainersReady"), condition("Ready")],
+        "containerStatuses": [{"name": "app", "image": "none:0", "imageID": "", "ready": true,
+            "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}}}]}});
     pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .map_err(api(format!("set the IP of Pod {POD_NAMESPACE}/{name}")))?;
@@ -351,6 +373,30 @@ fn explain(settings: &Settings, dir: &Path, pods: &[Endpoint]) -> Result<(), Err
         );
     }
     Ok(())
+}
+
+/// Which pods are where: the matrix's same node, other node and other subnet.
+fn placement(kubelet: &Kubelet) -> String {
+    let mut text = String::from("Placement:");
+    for (index, node) in kubelet.nodes.iter().enumerate() {
+        let pods: Vec<&str> = PODS
+            .iter()
+            .filter(|(_, at, _)| *at == index)
+            .map(|(name, _, _)| *name)
+            .collect();
+        text.push_str(&format!(
+            "\n  {} (10.150.{}.0/24, {}): {}",
+            node.name,
+            node.underlay.subnet,
+            node.underlay.address,
+            pods.join(", ")
+        ));
+    }
+    text.push_str(
+        "\nSo blue-0 is reached from the same node (green-0), another node on its subnet (red-1) \
+         and the other subnet (green-2, red-2); node-N columns are the nodes' own addresses.\n",
+    );
+    text
 }
 
 fn where_it_ran(
