@@ -48,3 +48,9 @@ pub const POOLS_DISJOINT: &str = "self.all(a, self.all(b, a.name == b.name || a.
      cidr(a.cidr).ip().family() != cidr(b.cidr).ip().family() || \
      !(cidr(a.cidr).containsCIDR(b.cidr) || cidr(b.cidr).containsCIDR(a.cidr))))";
 pub const POOLS_DISJOINT_MSG: &str = "ipPools must not overlap each other";
+
+/// On a workload's node selector: weft's images are Linux images.
+pub const OS_IS_LINUX: &str =
+    "!('kubernetes.io/os' in self) || self['kubernetes.io/os'] == 'linux'";
+pub const OS_IS_LINUX_MSG: &str =
+    "kubernetes.io/os may only be linux: weft's workloads run only on Linux nodes";

@@ -9,10 +9,15 @@ use ipnet::{IpNet, Ipv4Net};
 use k8s_openapi::api::apps::v1::{DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+
 use crate::installation::{
-    CniType, InstallationIpPool, InstallationSpec, IpamType, KubernetesProvider,
+    CniType, ComponentName, InstallationIpPool, InstallationSpec, IpamType, KubernetesProvider,
     NodeAddressAutodetection,
 };
+use crate::installation_overrides::{ComputedPlacement, LINUX, OS_LABEL};
 use crate::installation_status::{
     ComputedCni, ComputedInstallation, ComputedIpPool, ComputedNetwork,
 };
@@ -20,6 +25,12 @@ use crate::ippool::{DEFAULT_BLOCK_SIZE_V4, SELECT_ALL};
 
 /// Name of the pool created when the spec lists none.
 pub const DEFAULT_POOL_NAME: &str = "default-ipv4-ippool";
+/// The node agent's container.
+pub const NODE_AGENT_CONTAINER: &str = "weft-agent";
+/// The node agent's init container.
+pub const INSTALL_CNI_CONTAINER: &str = "install-cni";
+/// The controllers' container.
+pub const CONTROLLERS_CONTAINER: &str = "weft-controllers";
 /// Pool CIDR used when the cluster's pod CIDR cannot be discovered.
 pub const FALLBACK_POOL_CIDR: &str = "192.168.0.0/16";
 /// Default block size of IPv6 pools.
@@ -126,6 +137,89 @@ pub fn defaults(spec: &InstallationSpec, facts: &ClusterFacts) -> ComputedInstal
             .and_then(|l| l.level)
             .unwrap_or_default(),
         node_metrics_port: spec.node_metrics_port,
+        node_placement: node_placement(spec),
+        controllers_placement: controllers_placement(spec),
+    }
+}
+
+/// `kubernetes.io/os: linux` with `extra` added over it (validation refuses another OS).
+fn linux_nodes<'a>(
+    extra: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let mut selector = BTreeMap::from([(OS_LABEL.to_owned(), LINUX.to_owned())]);
+    for labels in extra {
+        selector.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    selector
+}
+
+/// The resources of `component` from `componentResources`, under `container`'s name.
+fn component_resources(
+    spec: &InstallationSpec,
+    component: ComponentName,
+    container: &str,
+) -> BTreeMap<String, ResourceRequirements> {
+    spec.component_resources
+        .iter()
+        .flatten()
+        .find(|resource| resource.component_name == component)
+        .and_then(|resource| resource.resource_requirements.clone())
+        .map(|resources| BTreeMap::from([(container.to_owned(), resources)]))
+        .unwrap_or_default()
+}
+
+/// The node agent runs on every Linux node and tolerates every taint unless the admin narrows it.
+fn node_placement(spec: &InstallationSpec) -> ComputedPlacement {
+    let pod = spec.node_daemon_set.as_ref().and_then(|set| set.pod());
+    let mut resources = component_resources(spec, ComponentName::Node, NODE_AGENT_CONTAINER);
+    if let Some(pod) = pod {
+        for container in pod.containers.iter().flatten() {
+            if let Some(wanted) = &container.resources {
+                resources.insert(NODE_AGENT_CONTAINER.to_owned(), wanted.clone());
+            }
+        }
+        for container in pod.init_containers.iter().flatten() {
+            if let Some(wanted) = &container.resources {
+                resources.insert(INSTALL_CNI_CONTAINER.to_owned(), wanted.clone());
+            }
+        }
+    }
+    ComputedPlacement {
+        node_selector: linux_nodes(pod.and_then(|pod| pod.node_selector.as_ref())),
+        affinity: pod.and_then(|pod| pod.affinity.clone()),
+        tolerations: pod
+            .and_then(|pod| pod.tolerations.clone())
+            .unwrap_or_else(|| {
+                vec![Toleration {
+                    operator: Some("Exists".into()),
+                    ..Default::default()
+                }]
+            }),
+        resources,
+    }
+}
+
+fn controllers_placement(spec: &InstallationSpec) -> ComputedPlacement {
+    let pod = spec.controllers_deployment.as_ref().and_then(|d| d.pod());
+    let mut resources =
+        component_resources(spec, ComponentName::Controllers, CONTROLLERS_CONTAINER);
+    for container in pod.iter().flat_map(|pod| pod.containers.iter().flatten()) {
+        if let Some(wanted) = &container.resources {
+            resources.insert(CONTROLLERS_CONTAINER.to_owned(), wanted.clone());
+        }
+    }
+    ComputedPlacement {
+        node_selector: linux_nodes(
+            spec.control_plane_node_selector
+                .iter()
+                .chain(pod.and_then(|pod| pod.node_selector.as_ref())),
+        ),
+        affinity: pod.and_then(|pod| pod.affinity.clone()),
+        tolerations: pod
+            .and_then(|pod| pod.tolerations.clone())
+            .or_else(|| spec.control_plane_tolerations.clone())
+            .unwrap_or_default(),
+        resources,
     }
 }
 

@@ -42,6 +42,7 @@ pub const NODE_HEALTH_PORT: i32 = 9099;
     printcolumn(name = "Progressing", type_ = "string", json_path = ".status.conditions[?(@.type==\"Progressing\")].status"),
     printcolumn(name = "Degraded", type_ = "string", json_path = ".status.conditions[?(@.type==\"Degraded\")].status"),
     printcolumn(name = "MTU", type_ = "integer", json_path = ".status.mtu"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -77,7 +78,16 @@ pub struct InstallationSpec {
     #[schemars(length(max = 32))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_plane_tolerations: Option<Vec<Toleration>>,
+    /// Placement and resources of the node agent's DaemonSet `weft-node` (like the Tigera
+    /// operator's `calicoNodeDaemonSet`); it always runs only on `kubernetes.io/os: linux` nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_daemon_set: Option<crate::installation_overrides::NodeDaemonSet>,
+    /// Placement and resources of the Deployment `weft-controllers`; Linux nodes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controllers_deployment: Option<crate::installation_overrides::ControllersDeployment>,
     /// Update strategy of the per-node DaemonSet (default RollingUpdate, maxUnavailable 1).
+    /// The agent runs on the host network and binds a fixed port on each node, so `maxSurge`
+    /// (two agents on one node) is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_update_strategy: Option<DaemonSetUpdateStrategy>,
     /// Resource requests and limits per component.

@@ -7,13 +7,14 @@ use k8s_openapi::api::apps::v1::DaemonSetUpdateStrategy;
 use k8s_openapi::api::core::v1::{LocalObjectReference, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::KubeSchema;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::installation::{
     CniType, ComponentResource, HostPorts, ImagePullPolicy, IpamType, KubernetesProvider,
     LinuxDataplane, LogLevel, NodeAddressAutodetection,
 };
+use crate::installation_overrides::ComputedPlacement;
 use crate::ippool::{Encapsulation, NatOutgoing};
 
 /// Condition types the operator sets on an Installation.
@@ -35,6 +36,11 @@ pub struct InstallationStatus {
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The weft version running: set to the operator's version once that version's rollout has
+    /// completed (every workload updated and available), like the Tigera operator's
+    /// `calicoVersion`. During an upgrade it still names the previous version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The pod MTU in use (set or detected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<i32>,
@@ -86,6 +92,24 @@ pub struct ComputedInstallation {
     /// The node agent's metrics port; absent means no metrics endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_metrics_port: Option<i32>,
+    /// Where the node agent's pods run and their containers' resources.
+    #[schemars(schema_with = "placement_schema")]
+    #[serde(default)]
+    pub node_placement: ComputedPlacement,
+    /// Where the controllers' pods run and their container's resources.
+    #[schemars(schema_with = "placement_schema")]
+    #[serde(default)]
+    pub controllers_placement: ComputedPlacement,
+}
+
+/// A placement in status is written only by the operator and read by people: its schema is left
+/// open rather than repeating the Pod API's affinity and toleration schemas (hundreds of KiB).
+fn placement_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "Node selector, affinity, tolerations and resources by container, as rendered.",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 /// CNI settings with defaults resolved.

@@ -9,6 +9,7 @@ pub mod cel;
 pub mod crds;
 pub mod defaults;
 pub mod installation;
+pub mod installation_overrides;
 pub mod installation_status;
 pub mod ipam_block;
 pub mod ippool;
@@ -22,6 +23,10 @@ pub use installation::{
     CniSpec, CniType, ComponentName, ComponentResource, HostPorts, INSTALLATION_NAME,
     ImagePullPolicy, Installation, InstallationIpPool, InstallationSpec, IpamSpec, IpamType,
     KubernetesProvider, LinuxDataplane, LogLevel, Logging, NetworkSpec, NodeAddressAutodetection,
+};
+pub use installation_overrides::{
+    ComputedPlacement, ControllersDeployment, ControllersPodOverrides, NodeDaemonSet,
+    NodePodOverrides,
 };
 pub use installation_status::{
     ComponentStatus, ComputedCni, ComputedInstallation, ComputedIpPool, ComputedNetwork,

@@ -45,6 +45,7 @@ async fn computed_defaults_go_to_status_and_never_into_spec() -> anyhow::Result<
             condition("Progressing", "False"),
             condition("Degraded", "False"),
         ],
+        version: Some("v0.1.0".into()),
         mtu: computed.network.mtu,
         computed: Some(computed.clone()),
         components: vec![],
@@ -90,8 +91,8 @@ async fn computed_defaults_go_to_status_and_never_into_spec() -> anyhow::Result<
     );
     let columns: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(
-        &columns[..5],
-        ["default", "True", "False", "False", "1400"],
+        &columns[..6],
+        ["default", "True", "False", "False", "1400", "v0.1.0"],
         "columns: {line}"
     );
 

@@ -146,6 +146,29 @@ mod tests {
         assert!(error.contains("metadata.name"), "{error}");
     }
 
+    /// `maxSurge` alone passes the schema but the API server refuses the DaemonSet it would give
+    /// (maxUnavailable defaults to 1); it is refused here with the Installation's field path,
+    /// and nothing is printed.
+    #[test]
+    fn surge_in_the_node_update_strategy_is_refused_offline() {
+        let error = render_str(&format!(
+            "{HEADER}spec:\n  nodeUpdateStrategy:\n    rollingUpdate:\n      maxSurge: 1\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("spec.nodeUpdateStrategy.rollingUpdate.maxSurge: must be 0"),
+            "{error}"
+        );
+        let error = render_str(&format!(
+            "{HEADER}spec:\n  nodeDaemonSet:\n    spec:\n      template:\n        spec:\n          nodeSelector: {{kubernetes.io/os: windows}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("spec.nodeDaemonSet.spec.template.spec.nodeSelector"),
+            "{error}"
+        );
+    }
+
     /// What the API server refuses is refused offline, with the server's field path.
     #[test]
     fn admission_errors_carry_the_servers_field_paths() {

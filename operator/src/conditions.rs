@@ -8,6 +8,12 @@ pub const READY: &str = "Ready";
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// kstatus' abnormal-true conditions (read by Flux, Argo CD's kstatus checks and `kpt`): an
+/// object with `Reconciling` True is in progress, one with `Stalled` True has failed. They
+/// mirror Progressing and Degraded, so a GitOps tool waiting on the Installation sees a rollout
+/// as in progress and an invalid configuration, a failed apply or a failing component as failed.
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
 
 /// A condition as computed by one reconcile, before it is merged with the previous status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +38,27 @@ impl Desired {
             message: message.into(),
         }
     }
+}
+
+/// `desired` with [`RECONCILING`] and [`STALLED`] appended, derived from its Progressing and
+/// Degraded conditions.
+pub fn with_kstatus(mut desired: Vec<Desired>) -> Vec<Desired> {
+    let find = |type_: &str| desired.iter().find(|c| c.type_ == type_).cloned();
+    let degraded = find(DEGRADED).filter(|c| c.status);
+    let progressing = find(PROGRESSING).filter(|c| c.status);
+    let reconciling = match (&progressing, &degraded) {
+        (Some(progressing), None) => {
+            Desired::new(RECONCILING, true, &progressing.reason, &progressing.message)
+        }
+        _ => Desired::new(RECONCILING, false, "NotReconciling", "see Progressing"),
+    };
+    let stalled = match degraded {
+        Some(degraded) => Desired::new(STALLED, true, degraded.reason, degraded.message),
+        None => Desired::new(STALLED, false, "NotStalled", "see Degraded"),
+    };
+    desired.push(reconciling);
+    desired.push(stalled);
+    desired
 }
 
 fn status_word(status: bool) -> &'static str {
@@ -122,6 +149,27 @@ mod tests {
         );
         assert_eq!(second[0].last_transition_time, time(5));
         assert_eq!(second[0].status, "True");
+    }
+
+    /// kstatus sees InProgress while rolling out, Failed when degraded, Current otherwise.
+    #[test]
+    fn kstatus_conditions_follow_progressing_and_degraded() {
+        let of = |progressing: bool, degraded: bool| {
+            let all = with_kstatus(vec![
+                Desired::new(PROGRESSING, progressing, "RollingOut", "rolling"),
+                Desired::new(DEGRADED, degraded, "ApplyFailed", "refused"),
+            ]);
+            let get = |t: &str| all.iter().find(|c| c.type_ == t).unwrap().clone();
+            (get(RECONCILING), get(STALLED))
+        };
+        let (reconciling, stalled) = of(true, false);
+        assert!(reconciling.status && !stalled.status);
+        assert_eq!(reconciling.message, "rolling");
+        let (reconciling, stalled) = of(true, true);
+        assert!(!reconciling.status && stalled.status);
+        assert_eq!(stalled.reason, "ApplyFailed");
+        let (reconciling, stalled) = of(false, false);
+        assert!(!reconciling.status && !stalled.status);
     }
 
     #[test]

@@ -8,6 +8,9 @@ use crate::backoff::{Retries, RetryPolicy};
 use crate::events::Events;
 use crate::metrics::Metrics;
 
+/// How long failing pods are given before their component is Degraded (the Tigera operator's).
+pub const DEGRADED_GRACE: Duration = Duration::from_secs(60);
+
 /// Settings of the operator process.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -17,6 +20,9 @@ pub struct Settings {
     pub resync: Duration,
     /// How transient failures are retried.
     pub retry: RetryPolicy,
+    /// How long a component's pods may fail (crash loop, image pull, OOM kill) before the
+    /// component and the Installation are Degraded rather than Progressing.
+    pub degraded_grace: Duration,
 }
 
 impl Default for Settings {
@@ -25,6 +31,7 @@ impl Default for Settings {
             teardown_timeout: Duration::from_secs(120),
             resync: Duration::from_secs(300),
             retry: RetryPolicy::default(),
+            degraded_grace: DEGRADED_GRACE,
         }
     }
 }

@@ -23,10 +23,33 @@ const STUCK_WAITING: [&str; 7] = [
     "RunContainerError",
 ];
 
+/// What keeps a pod from running, and whether it is failing: a container that cannot start on
+/// its own (crash loop, image pull failure, bad configuration, an OOM kill it has not recovered
+/// from). A pod waiting to be scheduled is not failing: capacity may come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodProblem {
+    pub text: String,
+    pub failing: bool,
+}
+
+/// The problems of a workload's pods, for its component message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problems {
+    /// Up to [`MAX_NAMED`] problems, and how many more pods have one.
+    pub text: String,
+    /// Whether any pod is failing (not merely waiting to be scheduled).
+    pub failing: bool,
+}
+
 /// What keeps `pod` from running, if anything recognisable: `pod weft-system/x on node n:
 /// container c: ImagePullBackOff (message)`, or `pod weft-system/x (not scheduled):
 /// unschedulable (the scheduler's message)`.
 pub fn pod_problem(pod: &Pod) -> Option<String> {
+    diagnose(pod).map(|problem| problem.text)
+}
+
+/// [`pod_problem`], and whether it is a failure.
+pub fn diagnose(pod: &Pod) -> Option<PodProblem> {
     let status = pod.status.as_ref()?;
     let place = match pod.spec.as_ref().and_then(|spec| spec.node_name.as_deref()) {
         Some(node) => format!("on node {node}"),
@@ -37,23 +60,26 @@ pub fn pod_problem(pod: &Pod) -> Option<String> {
             && condition.status == "False"
             && condition.reason.as_deref() == Some("Unschedulable")
     });
-    let problem = match unschedulable {
-        Some(condition) => Some(format!(
-            "unschedulable{}",
-            with_detail(condition.message.as_deref())
+    let (problem, failing) = match unschedulable {
+        Some(condition) => Some((
+            format!("unschedulable{}", with_detail(condition.message.as_deref())),
+            false,
         )),
         None => status
             .init_container_statuses
             .iter()
             .flatten()
             .chain(status.container_statuses.iter().flatten())
-            .find_map(container_problem),
+            .find_map(|container| container_problem(container).map(|text| (text, true))),
     }?;
-    Some(format!(
-        "pod {}/{} {place}: {problem}",
-        pod.namespace().unwrap_or_default(),
-        pod.name_any()
-    ))
+    Some(PodProblem {
+        text: format!(
+            "pod {}/{} {place}: {problem}",
+            pod.namespace().unwrap_or_default(),
+            pod.name_any()
+        ),
+        failing,
+    })
 }
 
 fn with_detail(message: Option<&str>) -> String {
@@ -76,9 +102,10 @@ fn container_problem(container: &ContainerStatus) -> Option<String> {
             last_termination(container)
         ));
     }
+    // An OOM kill the container has recovered from (running and ready again) is history.
     let terminated = state.and_then(|state| state.terminated.as_ref());
     if terminated.and_then(|t| t.reason.as_deref()) == Some("OOMKilled")
-        || last_oom(container).is_some()
+        || (last_oom(container).is_some() && !container.ready)
     {
         return Some(format!(
             "container {}: OOMKilled (restarted {} times); raise its memory limit",
@@ -121,7 +148,7 @@ fn last_termination(container: &ContainerStatus) -> String {
 pub async fn workload_pod_problems(
     client: &Client,
     name: &str,
-) -> Result<Option<String>, kube::Error> {
+) -> Result<Option<Problems>, kube::Error> {
     let selector = selector_labels(name)
         .into_iter()
         .map(|(key, value)| format!("{key}={value}"))
@@ -130,11 +157,15 @@ pub async fn workload_pod_problems(
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     // Pages, so that a DaemonSet rolling out on thousands of nodes is never held in memory whole.
     let mut problems = Vec::new();
+    let mut failing = false;
     crate::for_each_page(&pods, ListParams::default().labels(&selector), |page| {
-        problems.extend(page.iter().filter_map(pod_problem));
+        for problem in page.iter().filter_map(diagnose) {
+            failing |= problem.failing;
+            problems.push(problem.text);
+        }
     })
     .await?;
-    Ok(summarise(problems))
+    Ok(summarise(problems).map(|text| Problems { text, failing }))
 }
 
 fn summarise(mut problems: Vec<String>) -> Option<String> {
@@ -194,6 +225,32 @@ mod tests {
         );
         // Merely starting is no problem.
         assert_eq!(pod_problem(&pod(waiting("ContainerCreating", ""))), None);
+    }
+
+    /// Crash loops, pull failures and OOM kills not recovered from are failures (they degrade
+    /// the component after the grace period); an unschedulable pod or an OOM kill the container
+    /// has recovered from is not.
+    #[test]
+    fn failures_are_told_from_waiting_and_history() {
+        for reason in ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"] {
+            let problem = diagnose(&pod(waiting(reason, ""))).unwrap();
+            assert!(problem.failing, "{reason}: {problem:?}");
+        }
+        let oom = |ready: bool| {
+            pod(
+                json!({"containerStatuses": [{"name": "weft-agent", "image": "i",
+                "imageID": "", "ready": ready, "restartCount": 1, "state": {"running": {}},
+                "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
+            )
+        };
+        assert!(diagnose(&oom(false)).unwrap().failing);
+        assert_eq!(diagnose(&oom(true)), None);
+        let mut pending = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": "no nodes"}]}),
+        );
+        pending.spec.as_mut().unwrap().node_name = None;
+        assert!(!diagnose(&pending).unwrap().failing);
     }
 
     #[test]

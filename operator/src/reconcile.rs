@@ -25,7 +25,7 @@ use crate::progress::Verdict;
 use crate::render::{CONTROLLERS_NAME, NODE_AGENT_NAME, render};
 use crate::status::{
     Problem, State, controllers_status, installation_conditions, node_status, pools_status,
-    status_changed, with_problem,
+    running_version, status_changed, with_problem, with_versions,
 };
 use crate::validate::ValidationErrors;
 
@@ -265,13 +265,25 @@ async fn sync(installation: &Installation, ctx: &Context) -> Result<(Action, boo
         ctx.metrics
             .set_component(&status.name, State::of(status).name());
     }
-    let desired = installation_conditions(&components, None);
+    let previous_version = installation
+        .status
+        .as_ref()
+        .and_then(|status| status.version.as_deref());
+    let version = running_version(previous_version, &computed.image_tag, &components);
+    let desired = with_versions(
+        installation_conditions(&components, None),
+        version.as_deref(),
+        &computed.image_tag,
+    );
     let changed = update_status(
         installation,
         ctx,
         &computed,
-        mtu,
-        components.clone(),
+        Reported {
+            mtu,
+            version,
+            components: components.clone(),
+        },
         &desired,
     )
     .await?;
@@ -292,8 +304,10 @@ async fn sync(installation: &Installation, ctx: &Context) -> Result<(Action, boo
 
 /// Appends to each workload component that is not available and whose rollout has stalled what
 /// keeps its pods from starting (looked up only then; see [`crate::progress`] and
-/// [`crate::diagnose`]). `components` are the node's and the controllers', in that order.
-/// Returns when a component still moving would count as stalled.
+/// [`crate::diagnose`]), and marks it Degraded once its pods have been failing for the grace
+/// period. `components` are the node's and the controllers', in that order. Returns when to
+/// look again: when a component still moving would count as stalled, or when failing pods
+/// would outlast the grace period.
 async fn name_pod_problems(ctx: &Context, components: &mut [ComponentStatus]) -> Option<Duration> {
     let workloads = [NODE_AGENT_NAME, CONTROLLERS_NAME];
     let now = Instant::now();
@@ -309,24 +323,45 @@ async fn name_pod_problems(ctx: &Context, components: &mut [ComponentStatus]) ->
             continue;
         }
         match crate::diagnose::workload_pod_problems(&ctx.client, workload).await {
-            Ok(Some(problems)) => {
+            Ok(problems) => {
+                let failing = problems.as_ref().is_some_and(|problems| problems.failing);
+                let failed_for = ctx.progress.failing_for(workload, failing, now);
+                let Some(problems) = problems else { continue };
                 let message = status.message.get_or_insert_default();
                 message.push_str(": ");
-                message.push_str(&problems);
+                message.push_str(&problems.text);
+                let grace = ctx.settings.degraded_grace;
+                match failed_for {
+                    Some(failed) if failed >= grace => {
+                        // Constant while it lasts: status (and the Degraded Event) change once.
+                        let note = format!("failing for more than {}s", grace.as_secs());
+                        *status = crate::status::degrade(status.clone(), &note);
+                    }
+                    Some(failed) => {
+                        let wait = grace - failed;
+                        look_again = Some(look_again.map_or(wait, |earlier| earlier.min(wait)));
+                    }
+                    None => {}
+                }
             }
-            Ok(None) => {}
             Err(error) => warn!(%error, workload, "looking up the pods of a component"),
         }
     }
     look_again
 }
 
+/// What a full sync found, beside the conditions.
+struct Reported {
+    mtu: Option<i32>,
+    version: Option<String>,
+    components: Vec<ComponentStatus>,
+}
+
 async fn update_status(
     installation: &Installation,
     ctx: &Context,
     computed: &weft_api::ComputedInstallation,
-    mtu: Option<i32>,
-    components: Vec<ComponentStatus>,
+    reported: Reported,
     desired: &[Desired],
 ) -> Result<bool, Error> {
     let previous = previous_status(installation);
@@ -334,13 +369,17 @@ async fn update_status(
     let status = InstallationStatus {
         observed_generation: generation,
         conditions: merge(&previous.conditions, desired, generation, &now()),
-        mtu,
+        version: reported.version,
+        mtu: reported.mtu,
         computed: Some(computed.clone()),
-        components,
+        components: reported.components,
     };
     write_status(installation, ctx, status).await
 }
 
+/// Reports a problem with applying the current generation. `observedGeneration` moves to it
+/// with the conditions, so a reader (kstatus, Flux) sees this generation failed (`Stalled`)
+/// rather than one still waiting to be observed.
 async fn report_problem(installation: &Installation, ctx: &Context, problem: &Problem) {
     let previous = previous_status(installation);
     let desired = with_problem(&previous.conditions, problem);
@@ -351,6 +390,7 @@ async fn report_problem(installation: &Installation, ctx: &Context, problem: &Pr
             installation.metadata.generation,
             &now(),
         ),
+        observed_generation: installation.metadata.generation,
         ..previous
     };
     match write_status(installation, ctx, status).await {

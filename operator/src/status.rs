@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use weft_api::{ComponentStatus, InstallationStatus};
 
-use crate::conditions::{AVAILABLE, DEGRADED, Desired, PROGRESSING, READY, differ};
+use crate::conditions::{AVAILABLE, DEGRADED, Desired, PROGRESSING, READY, differ, with_kstatus};
 
 pub const NODE_COMPONENT: &str = "node";
 pub const CONTROLLERS_COMPONENT: &str = "controllers";
@@ -88,6 +88,7 @@ pub fn node_status(daemon_set: Option<&DaemonSet>) -> ComponentStatus {
         desired,
         updated,
         available,
+        old: 0,
         unit: "node",
     };
     let (state, message) = rollout.progress(&id).unwrap_or_else(|| {
@@ -106,6 +107,9 @@ struct Rollout {
     desired: i32,
     updated: i32,
     available: i32,
+    /// Pods of an earlier template still running (a Deployment's `replicas - updatedReplicas`):
+    /// until they are gone the old version still serves.
+    old: i32,
     /// What `desired` counts: nodes for a DaemonSet, replicas for a Deployment.
     unit: &'static str,
 }
@@ -119,6 +123,7 @@ impl Rollout {
             desired,
             updated,
             available,
+            old,
             unit,
         } = *self;
         let message = if observed_generation < generation {
@@ -129,6 +134,11 @@ impl Rollout {
             format!(
                 "{id} is not available (awaiting {})",
                 plural(desired - available, unit)
+            )
+        } else if old > 0 {
+            format!(
+                "{id} is rolling out ({} of the previous version still running)",
+                plural(old, unit)
             )
         } else {
             return None;
@@ -162,6 +172,7 @@ pub fn controllers_status(deployment: Option<&Deployment>) -> ComponentStatus {
         desired,
         updated,
         available,
+        old: status.replicas.unwrap_or_default() - updated,
         unit: "replica",
     };
     let (state, message) = rollout.progress(&id).unwrap_or_else(|| {
@@ -270,12 +281,57 @@ pub fn installation_conditions(
             "see the Available, Progressing and Degraded conditions",
         )
     };
-    vec![
+    with_kstatus(vec![
         ready_condition,
         available_condition,
         progressing_condition,
         degraded_condition,
-    ]
+    ])
+}
+
+/// The weft version running: `target` (the operator's) once every component is available, which
+/// means every workload runs the current render with every pod updated; until then the version
+/// recorded before (`running`), so an upgrade is reported as such until its rollout completes.
+pub fn running_version(
+    running: Option<&str>,
+    target: &str,
+    components: &[ComponentStatus],
+) -> Option<String> {
+    let rolled_out = components
+        .iter()
+        .all(|status| State::of(status) == State::Available);
+    if rolled_out {
+        Some(target.to_owned())
+    } else {
+        running.map(str::to_owned)
+    }
+}
+
+/// `desired` told in terms of versions: while `running` is not `target`, Progressing says
+/// `Upgrading` from which version to which; once it is, Available names the version.
+pub fn with_versions(
+    mut desired: Vec<Desired>,
+    running: Option<&str>,
+    target: &str,
+) -> Vec<Desired> {
+    for condition in &mut desired {
+        match (condition.type_, condition.status, running) {
+            (PROGRESSING | crate::conditions::RECONCILING, true, Some(running))
+                if running != target =>
+            {
+                condition.reason = "Upgrading".into();
+                condition.message = format!(
+                    "upgrading weft from {running} to {target}: {}",
+                    condition.message
+                );
+            }
+            (AVAILABLE, true, Some(running)) if running == target => {
+                condition.message = format!("weft {target}: {}", condition.message);
+            }
+            _ => {}
+        }
+    }
+    desired
 }
 
 /// Keeps the previous conditions but sets Degraded (and Ready false): used for invalid
@@ -295,7 +351,7 @@ pub fn with_problem(previous: &[Condition], problem: &Problem) -> Vec<Desired> {
             })
             .unwrap_or(default)
     };
-    vec![
+    with_kstatus(vec![
         Desired::new(READY, false, "NotReady", "see the Degraded condition"),
         keep(
             AVAILABLE,
@@ -316,7 +372,7 @@ pub fn with_problem(previous: &[Condition], problem: &Problem) -> Vec<Desired> {
             ),
         ),
         Desired::new(DEGRADED, true, &problem.reason, &problem.message),
-    ]
+    ])
 }
 
 /// True when writing `new` over `old` would change anything but condition timestamps.
@@ -326,6 +382,7 @@ pub fn status_changed(old: Option<&InstallationStatus>, new: &InstallationStatus
         || differ(&old.conditions, &new.conditions)
         || old.components != new.components
         || old.mtu != new.mtu
+        || old.version != new.version
         || old.computed != new.computed
 }
 
@@ -423,6 +480,80 @@ mod tests {
                 .find(|c| c.type_ == DEGRADED)
                 .map(|c| c.message.as_str()),
             Some("IPPool x differs")
+        );
+    }
+
+    /// After an operator upgrade the version running stays the old one, and Progressing says
+    /// Upgrading, until every component runs the new render; then the new version is recorded.
+    #[test]
+    fn the_running_version_moves_when_the_rollout_completes() {
+        let rolling = node_status(Some(&daemon_set(3, 1, 3)));
+        let done = node_status(Some(&daemon_set(3, 3, 3)));
+        assert_eq!(
+            running_version(Some("v1"), "v2", std::slice::from_ref(&rolling)).as_deref(),
+            Some("v1")
+        );
+        assert_eq!(
+            running_version(None, "v2", std::slice::from_ref(&rolling)),
+            None
+        );
+        assert_eq!(
+            running_version(Some("v1"), "v2", std::slice::from_ref(&done)).as_deref(),
+            Some("v2")
+        );
+        let upgrading = with_versions(
+            installation_conditions(std::slice::from_ref(&rolling), None),
+            Some("v1"),
+            "v2",
+        );
+        let progressing = upgrading.iter().find(|c| c.type_ == PROGRESSING).unwrap();
+        assert!(progressing.status);
+        assert_eq!(progressing.reason, "Upgrading");
+        assert!(
+            progressing
+                .message
+                .starts_with("upgrading weft from v1 to v2: DaemonSet"),
+            "{}",
+            progressing.message
+        );
+        let available = with_versions(
+            installation_conditions(std::slice::from_ref(&done), None),
+            Some("v2"),
+            "v2",
+        );
+        let condition = available.iter().find(|c| c.type_ == AVAILABLE).unwrap();
+        assert!(condition.status);
+        assert_eq!(condition.message, "weft v2: every component is available");
+    }
+
+    /// A Deployment whose new replicas are all available while old ones still run has not
+    /// finished rolling out: the old version still serves.
+    #[test]
+    fn old_replicas_still_running_are_progressing() {
+        let deployment = Deployment {
+            metadata: ObjectMeta {
+                name: Some("weft-controllers".into()),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(2),
+                ..Default::default()
+            }),
+            status: Some(DeploymentStatus {
+                replicas: Some(3),
+                updated_replicas: Some(2),
+                available_replicas: Some(2),
+                ..Default::default()
+            }),
+        };
+        let status = controllers_status(Some(&deployment));
+        assert!(status.progressing, "{status:?}");
+        assert_eq!(
+            status.message.as_deref(),
+            Some(
+                "Deployment weft-system/weft-controllers is rolling out (1 replica of the \
+                 previous version still running)"
+            )
         );
     }
 

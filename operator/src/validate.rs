@@ -1,5 +1,6 @@
 //! Validation of an Installation beyond what the API server's schema and CEL rules can express:
-//! pool node selectors (weft selector syntax), pools against the cluster's Service CIDRs and node
+//! pool node selectors (weft selector syntax), the workloads' placement and update strategy
+//! (`validate/placement.rs`), pools against the cluster's Service CIDRs and node
 //! addresses, and provider/CNI/IPAM combinations. The schema rules on pools (CIDR form, block
 //! size, uniqueness, overlap) are checked again here so offline rendering, which has no API
 //! server, refuses the same input. [`validate`] (an Installation) and [`validate_ip_pool`] (a
@@ -10,7 +11,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::Toleration;
 use weft_api::installation::NODE_HEALTH_PORT;
 use weft_api::ippool::{BLOCK_SIZE_RANGE_V4, DEFAULT_BLOCK_SIZE_V4};
 use weft_api::{
@@ -68,8 +69,13 @@ pub fn validate(
 ) -> Result<(), ValidationErrors> {
     let mut errors = Errors::default();
     check_provider_and_cni(spec, computed, &mut errors);
-    check_tolerations(spec, &mut errors);
-    check_node_update_strategy(computed, &mut errors);
+    check_tolerations(
+        "spec.controlPlaneTolerations",
+        spec.control_plane_tolerations.as_deref(),
+        &mut errors,
+    );
+    placement::check_node_update_strategy(computed, &mut errors);
+    placement::check_placement(spec, &mut errors);
     check_component_resources(spec, &mut errors);
     check_node_metrics_port(spec, &mut errors);
     let pools = spec_pools(spec, computed);
@@ -126,10 +132,10 @@ pub fn validate_ip_pool(
 }
 
 #[derive(Default)]
-struct Errors(Vec<FieldError>);
+pub(crate) struct Errors(Vec<FieldError>);
 
 impl Errors {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             message: message.into(),
@@ -202,9 +208,10 @@ fn check_provider_and_cni(
     }
 }
 
-fn check_tolerations(spec: &InstallationSpec, errors: &mut Errors) {
-    for (index, toleration) in spec.control_plane_tolerations.iter().flatten().enumerate() {
-        let path = format!("spec.controlPlaneTolerations[{index}]");
+/// The rules the API server applies to the tolerations of a pod, for a list at `field`.
+fn check_tolerations(field: &str, tolerations: Option<&[Toleration]>, errors: &mut Errors) {
+    for (index, toleration) in tolerations.into_iter().flatten().enumerate() {
+        let path = format!("{field}[{index}]");
         let operator = toleration.operator.as_deref().unwrap_or("Equal");
         match operator {
             "Exists" if toleration.value.as_deref().is_some_and(|v| !v.is_empty()) => errors.add(
@@ -230,61 +237,6 @@ fn check_tolerations(spec: &InstallationSpec, errors: &mut Errors) {
                 format!("{path}.operator"),
                 "must be Exists when key is empty",
             );
-        }
-    }
-}
-
-fn check_node_update_strategy(computed: &ComputedInstallation, errors: &mut Errors) {
-    let strategy = &computed.node_update_strategy;
-    let path = "spec.nodeUpdateStrategy";
-    match strategy.type_.as_deref().unwrap_or("RollingUpdate") {
-        "RollingUpdate" => {}
-        "OnDelete" if strategy.rolling_update.is_some() => errors.add(
-            format!("{path}.rollingUpdate"),
-            "is only allowed with type RollingUpdate",
-        ),
-        "OnDelete" => {}
-        other => errors.add(
-            format!("{path}.type"),
-            format!("{other:?} is not allowed: use RollingUpdate or OnDelete"),
-        ),
-    }
-    let Some(rolling) = &strategy.rolling_update else {
-        return;
-    };
-    let unavailable = rolling
-        .max_unavailable
-        .as_ref()
-        .map(|v| ("maxUnavailable", v));
-    let surge = rolling.max_surge.as_ref().map(|v| ("maxSurge", v));
-    let mut all_zero = true;
-    for (name, value) in unavailable.into_iter().chain(surge) {
-        match count_or_percent(value) {
-            Some(n) => all_zero &= n == 0,
-            None => {
-                all_zero = false;
-                errors.add(
-                    format!("{path}.rollingUpdate.{name}"),
-                    "must be a count >= 0 or a percentage between 0% and 100%",
-                );
-            }
-        }
-    }
-    if all_zero {
-        errors.add(
-            format!("{path}.rollingUpdate"),
-            "maxUnavailable and maxSurge cannot both be 0: the update could never progress",
-        );
-    }
-}
-
-/// A non-negative count, or a percentage 0..100 (its number returned).
-fn count_or_percent(value: &IntOrString) -> Option<i64> {
-    match value {
-        IntOrString::Int(n) => (*n >= 0).then_some(i64::from(*n)),
-        IntOrString::String(text) => {
-            let percent: i64 = text.strip_suffix('%')?.parse().ok()?;
-            (0..=100).contains(&percent).then_some(percent)
         }
     }
 }
@@ -442,5 +394,6 @@ fn check_pools_against_cluster(
     }
 }
 
+mod placement;
 #[cfg(test)]
 mod tests;

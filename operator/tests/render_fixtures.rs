@@ -3,6 +3,7 @@
 //! the expected files after an intended change: a run that rewrites a file fails with "fixtures
 //! updated, rerun", so a green run always compared; then review the diff.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
@@ -310,4 +311,146 @@ fn the_node_scope_policy_is_rendered_for_the_agent_account_alone() {
 #[test]
 fn rendering_is_deterministic() {
     assert_eq!(render_fixture("custom").1, render_fixture("custom").1);
+}
+
+fn controllers_pod(rendered: &Rendered) -> &PodSpec {
+    rendered.deployments[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+}
+
+fn quantity(container: &Container, kind: &str, resource: &str) -> Option<String> {
+    let resources = container.resources.as_ref()?;
+    let map = match kind {
+        "requests" => resources.requests.as_ref()?,
+        _ => resources.limits.as_ref()?,
+    };
+    map.get(resource).map(|quantity| quantity.0.clone())
+}
+
+/// Both workloads run on Linux nodes only; without overrides the agent tolerates every taint and
+/// keeps off virtual-kubelet and Fargate nodes.
+#[test]
+fn workloads_run_on_linux_nodes_only() {
+    let (rendered, _) = render_fixture("minimal");
+    let linux = BTreeMap::from([("kubernetes.io/os".to_owned(), "linux".to_owned())]);
+    let node = node_pod(&rendered);
+    assert_eq!(node.node_selector.as_ref(), Some(&linux));
+    let tolerations = node.tolerations.as_ref().unwrap();
+    assert_eq!(tolerations.len(), 1);
+    assert_eq!(tolerations[0].operator.as_deref(), Some("Exists"));
+    let terms = &node
+        .affinity
+        .as_ref()
+        .and_then(|affinity| affinity.node_affinity.as_ref())
+        .and_then(|affinity| {
+            affinity
+                .required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .unwrap()
+        .node_selector_terms;
+    let excluded: Vec<(&str, &str)> = terms[0]
+        .match_expressions
+        .iter()
+        .flatten()
+        .map(|e| (e.key.as_str(), e.values.as_ref().unwrap()[0].as_str()))
+        .collect();
+    assert_eq!(
+        excluded,
+        [
+            ("type", "virtual-kubelet"),
+            ("eks.amazonaws.com/compute-type", "fargate")
+        ]
+    );
+    assert_eq!(
+        controllers_pod(&rendered).node_selector.as_ref(),
+        Some(&linux)
+    );
+}
+
+/// `nodeDaemonSet` and `controllersDeployment` place and size the workloads as the Tigera
+/// operator's `calicoNodeDaemonSet` does: selectors add to `kubernetes.io/os: linux`, affinity
+/// and tolerations replace the defaults, container resources win over `componentResources`.
+#[test]
+fn overrides_place_and_size_the_workloads() {
+    let rendered = check("overrides");
+    let node = node_pod(&rendered);
+    assert_eq!(
+        node.node_selector.as_ref().unwrap(),
+        &BTreeMap::from([
+            ("kubernetes.io/os".to_owned(), "linux".to_owned()),
+            ("weft.dev/pool".to_owned(), "edge".to_owned()),
+        ])
+    );
+    let tolerations = node.tolerations.as_ref().unwrap();
+    assert_eq!(tolerations.len(), 1);
+    assert_eq!(tolerations[0].key.as_deref(), Some("dedicated"));
+    let expression = &node
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .unwrap()
+        .node_selector_terms[0]
+        .match_expressions
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        expression.values.as_deref(),
+        Some(&["virtual-kubelet".to_owned(), "edge-proxy".to_owned()][..])
+    );
+    let agent = &node.containers[0];
+    assert_eq!(quantity(agent, "requests", "cpu").as_deref(), Some("300m"));
+    assert_eq!(
+        quantity(agent, "limits", "memory").as_deref(),
+        Some("400Mi")
+    );
+    let install = &node.init_containers.as_ref().unwrap()[0];
+    assert_eq!(install.name, "install-cni");
+    assert_eq!(
+        quantity(install, "requests", "memory").as_deref(),
+        Some("16Mi")
+    );
+    assert_eq!(
+        quantity(install, "limits", "memory").as_deref(),
+        Some("64Mi")
+    );
+
+    let controllers = controllers_pod(&rendered);
+    assert_eq!(
+        controllers.node_selector.as_ref().unwrap(),
+        &BTreeMap::from([
+            ("kubernetes.io/os".to_owned(), "linux".to_owned()),
+            (
+                "node-role.kubernetes.io/control-plane".to_owned(),
+                String::new()
+            ),
+            ("zone".to_owned(), "a".to_owned()),
+        ])
+    );
+    assert_eq!(
+        controllers.tolerations.as_ref().unwrap()[0].key.as_deref(),
+        Some("node-role.kubernetes.io/control-plane")
+    );
+    // The default spread is kept when no affinity is set.
+    assert!(
+        controllers
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .is_some()
+    );
+    assert_eq!(
+        quantity(&controllers.containers[0], "requests", "cpu").as_deref(),
+        Some("50m")
+    );
 }

@@ -17,7 +17,7 @@ pub type Rule = fn(&Value) -> bool;
 /// The offline twin of the CEL rule `text`, if there is one.
 pub fn rule(text: &str) -> Option<Rule> {
     let text = normalise(text);
-    let table: [(&str, Rule); 20] = [
+    let table: [(&str, Rule); 21] = [
         (cel::IS_CIDR, |v| str_of(v).is_some_and(is_cidr)),
         (cel::CIDR_MASKED, |v| {
             str_of(v)
@@ -33,6 +33,10 @@ pub fn rule(text: &str) -> Option<Rule> {
         (cel::BLOCK_SIZE_WITHIN_POOL, block_size_within_pool),
         (cel::POOL_CIDRS_UNIQUE, pool_cidrs_unique),
         (cel::POOLS_DISJOINT, pools_disjoint),
+        (cel::OS_IS_LINUX, |v| {
+            v.get(crate::installation_overrides::OS_LABEL)
+                .is_none_or(|os| os == crate::installation_overrides::LINUX)
+        }),
         (cel::NOT_NODE_HEALTH_PORT, |v| {
             int(v) != Some(i64::from(crate::installation::NODE_HEALTH_PORT))
         }),

@@ -1,6 +1,7 @@
 //! Deployment `weft-controllers` (IP address garbage collection and pool accounting) and its
 //! PodDisruptionBudget. It runs unprivileged with the most restrictive security context, spread
-//! over nodes, on the nodes and tolerations the Installation chooses.
+//! over Linux nodes, on the nodes and tolerations the Installation chooses (`controlPlane*` and
+//! `controllersDeployment`).
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -11,7 +12,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use weft_api::{ComponentName, ComputedInstallation};
+use weft_api::ComputedInstallation;
+use weft_api::defaults::CONTROLLERS_CONTAINER;
 
 use super::Meta;
 use super::node::{image, pull_policy, resources};
@@ -78,7 +80,7 @@ pub fn deployment(
     computed: &ComputedInstallation,
 ) -> (Deployment, PodDisruptionBudget) {
     let container = Container {
-        name: "weft-controllers".into(),
+        name: CONTROLLERS_CONTAINER.into(),
         image: Some(image(computed)),
         image_pull_policy: Some(pull_policy(computed)),
         command: Some(vec!["weft-agent".into(), "controllers".into()]),
@@ -86,20 +88,19 @@ pub fn deployment(
             field_env("POD_NAMESPACE", "metadata.namespace"),
             field_env("POD_NAME", "metadata.name"),
         ]),
-        resources: resources(computed, ComponentName::Controllers),
+        resources: resources(&computed.controllers_placement, CONTROLLERS_CONTAINER),
         security_context: restricted(),
         ..Default::default()
     };
+    let placement = &computed.controllers_placement;
     let pod = PodSpec {
         service_account_name: Some(CONTROLLERS_NAME.into()),
         priority_class_name: Some("system-cluster-critical".into()),
-        node_selector: (!computed.control_plane_node_selector.is_empty())
-            .then(|| computed.control_plane_node_selector.clone()),
-        tolerations: (!computed.control_plane_tolerations.is_empty())
-            .then(|| computed.control_plane_tolerations.clone()),
+        node_selector: Some(placement.node_selector.clone()),
+        tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.clone()),
         image_pull_secrets: (!computed.image_pull_secrets.is_empty())
             .then(|| computed.image_pull_secrets.clone()),
-        affinity: spread(),
+        affinity: placement.affinity.clone().or_else(spread),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(65532),

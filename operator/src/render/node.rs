@@ -1,5 +1,6 @@
-//! DaemonSet `weft-node`: the per-node agent. It runs on the host network on every node (all taints
-//! tolerated, `system-node-critical`), installs the CNI binaries and conflist in an init container
+//! DaemonSet `weft-node`: the per-node agent. It runs on the host network on every Linux node
+//! (all taints tolerated, `system-node-critical`; the Installation's `nodeDaemonSet` may narrow
+//! the nodes and tolerations and set resources), installs the CNI binaries and conflist in an init container
 //! and rolls whenever the CNI configuration changes (its hash is a pod annotation).
 //!
 //! Neither container is privileged. `install-cni` only writes files into the host's CNI
@@ -18,14 +19,16 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, Container, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource,
+    Affinity, Capabilities, ConfigMap, Container, EnvVar, EnvVarSource, HTTPGetAction,
+    HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, Toleration, Volume, VolumeMount,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weft_api::defaults::{INSTALL_CNI_CONTAINER, NODE_AGENT_CONTAINER};
 use weft_api::installation::NODE_HEALTH_PORT;
-use weft_api::{CniType, ComponentName, ComputedInstallation};
+use weft_api::{CniType, ComputedInstallation, ComputedPlacement};
 
 use super::cni::{CNI_CONFIG_KEY, CNI_CONFIG_NAME};
 use super::{Meta, sha256_hex};
@@ -70,15 +73,39 @@ pub(crate) fn pull_policy(computed: &ComputedInstallation) -> String {
         .unwrap_or_else(|| "IfNotPresent".into())
 }
 
+/// The resources of `container` in `placement` (from `componentResources` and the workload's
+/// overrides).
 pub(crate) fn resources(
-    computed: &ComputedInstallation,
-    component: ComponentName,
+    placement: &ComputedPlacement,
+    container: &str,
 ) -> Option<k8s_openapi::api::core::v1::ResourceRequirements> {
-    computed
-        .component_resources
-        .iter()
-        .find(|resource| resource.component_name == component)
-        .and_then(|resource| resource.resource_requirements.clone())
+    placement.resources.get(container).cloned()
+}
+
+/// Keeps the agent off nodes where it cannot run although they may say `linux`: virtual-kubelet
+/// nodes (ACI and similar) and EKS Fargate, as the Tigera operator does. An admin's affinity
+/// replaces it.
+fn default_affinity() -> Affinity {
+    let not_in = |key: &str, value: &str| NodeSelectorRequirement {
+        key: key.into(),
+        operator: "NotIn".into(),
+        values: Some(vec![value.into()]),
+    };
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![
+                        not_in("type", "virtual-kubelet"),
+                        not_in("eks.amazonaws.com/compute-type", "fargate"),
+                    ]),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn env(name: &str, value: &str) -> EnvVar {
@@ -156,7 +183,7 @@ fn probe(path: &str, period: i32, failures: i32) -> Option<Probe> {
 
 fn install_cni(computed: &ComputedInstallation) -> Container {
     Container {
-        name: "install-cni".into(),
+        name: INSTALL_CNI_CONTAINER.into(),
         image: Some(image(computed)),
         image_pull_policy: Some(pull_policy(computed)),
         command: Some(vec!["weft-agent".into(), "install-cni".into()]),
@@ -181,6 +208,7 @@ fn install_cni(computed: &ComputedInstallation) -> Container {
             mount("cni-bin-dir", HOST_CNI_BIN, false),
             mount("cni-net-dir", HOST_CNI_CONF, false),
         ]),
+        resources: resources(&computed.node_placement, INSTALL_CNI_CONTAINER),
         security_context: root_with(&[]),
         ..Default::default()
     }
@@ -217,12 +245,12 @@ fn agent(computed: &ComputedInstallation) -> Container {
         variables.push(env("WEFT_METRICS_PORT", &port.to_string()));
     }
     Container {
-        name: "weft-agent".into(),
+        name: NODE_AGENT_CONTAINER.into(),
         image: Some(image(computed)),
         image_pull_policy: Some(pull_policy(computed)),
         command: Some(vec!["weft-agent".into(), "run".into()]),
         env: Some(variables),
-        resources: resources(computed, ComponentName::Node),
+        resources: resources(&computed.node_placement, NODE_AGENT_CONTAINER),
         liveness_probe: probe("/healthz", 10, 6),
         readiness_probe: probe("/readyz", 5, 3),
         volume_mounts: Some(vec![
@@ -254,6 +282,7 @@ pub fn daemon_set(
         host_path("weft-state", WEFT_STATE, "DirectoryOrCreate"),
         host_path("host-proc-sys-net", HOST_PROC_SYS_NET, "Directory"),
     ];
+    let placement = &computed.node_placement;
     let pod = PodSpec {
         host_network: Some(true),
         dns_policy: Some("ClusterFirstWithHostNet".into()),
@@ -267,11 +296,11 @@ pub fn daemon_set(
             }),
             ..Default::default()
         }),
-        // The agent must run on every node whatever its taints: without it no pod gets a network.
-        tolerations: Some(vec![Toleration {
-            operator: Some("Exists".into()),
-            ..Default::default()
-        }]),
+        // Linux nodes only (the image is a Linux image), so a Windows node is not counted by the
+        // DaemonSet; by default every taint is tolerated: without the agent no pod gets a network.
+        node_selector: Some(placement.node_selector.clone()),
+        affinity: Some(placement.affinity.clone().unwrap_or_else(default_affinity)),
+        tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.clone()),
         image_pull_secrets: (!computed.image_pull_secrets.is_empty())
             .then(|| computed.image_pull_secrets.clone()),
         init_containers: weft_cni.then(|| vec![install_cni(computed)]),

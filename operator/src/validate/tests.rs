@@ -264,8 +264,8 @@ fn the_node_update_strategy_follows_the_daemonset_rules() {
     let stuck = serde_json::json!({"nodeUpdateStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": "0%"}}});
     assert_one(
         stuck,
-        "spec.nodeUpdateStrategy.rollingUpdate",
-        "cannot both be 0",
+        "spec.nodeUpdateStrategy.rollingUpdate.maxUnavailable",
+        "cannot be 0 when maxSurge is 0",
     );
     let fine =
         serde_json::json!({"nodeUpdateStrategy": {"rollingUpdate": {"maxUnavailable": "10%"}}});
@@ -347,4 +347,61 @@ fn the_node_metrics_port_is_a_port_other_than_the_health_port() {
         errors_for(serde_json::json!({"nodeMetricsPort": 9091})),
         Vec::new()
     );
+}
+
+/// The API server defaults maxUnavailable to 1 and refuses maxSurge beside a non-zero
+/// maxUnavailable, so `maxSurge` alone fails when the DaemonSet is applied; it is refused here
+/// first. Surge with maxUnavailable 0 passes the API server but the host-network agent binds a
+/// fixed port, so the surge pod could never start: refused too.
+#[test]
+fn surge_is_refused_with_its_field_path() {
+    let alone = serde_json::json!({"nodeUpdateStrategy": {"rollingUpdate": {"maxSurge": 1}}});
+    assert_one(
+        alone,
+        "spec.nodeUpdateStrategy.rollingUpdate.maxSurge",
+        "maxUnavailable defaults to 1",
+    );
+    let both = serde_json::json!({"nodeUpdateStrategy": {"rollingUpdate": {"maxSurge": "10%", "maxUnavailable": 1}}});
+    assert_one(
+        both,
+        "spec.nodeUpdateStrategy.rollingUpdate.maxSurge",
+        "maxUnavailable is not 0",
+    );
+    let surge_only = serde_json::json!({"nodeUpdateStrategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}});
+    assert_one(
+        surge_only,
+        "spec.nodeUpdateStrategy.rollingUpdate.maxSurge",
+        "binds port 9099 on every node",
+    );
+    let zero_surge = serde_json::json!({"nodeUpdateStrategy": {"rollingUpdate": {"maxSurge": 0}}});
+    assert_eq!(errors_for(zero_surge), Vec::new());
+}
+
+#[test]
+fn workloads_stay_on_linux_nodes() {
+    let windows = serde_json::json!({"nodeDaemonSet": {"spec": {"template": {"spec": {
+        "nodeSelector": {"kubernetes.io/os": "windows"}}}}}});
+    assert_one(
+        windows,
+        "spec.nodeDaemonSet.spec.template.spec.nodeSelector",
+        "run only on Linux nodes",
+    );
+    let control_plane =
+        serde_json::json!({"controlPlaneNodeSelector": {"kubernetes.io/os": "windows"}});
+    assert_one(
+        control_plane,
+        "spec.controlPlaneNodeSelector",
+        "run only on Linux nodes",
+    );
+    let bad_toleration = serde_json::json!({"controllersDeployment": {"spec": {"template": {"spec": {
+        "tolerations": [{"key": "k", "operator": "Matches"}]}}}}});
+    assert_one(
+        bad_toleration,
+        "spec.controllersDeployment.spec.template.spec.tolerations[0].operator",
+        "use Exists or Equal",
+    );
+    let fine = serde_json::json!({"nodeDaemonSet": {"spec": {"template": {"spec": {
+        "nodeSelector": {"kubernetes.io/os": "linux", "pool": "a"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists"}]}}}}});
+    assert_eq!(errors_for(fine), Vec::new());
 }
