@@ -16,6 +16,7 @@ use weft_api::IpamBlock;
 use crate::dataplane::SyncReport;
 use crate::metrics::Metrics;
 use crate::trust::RefusedKind;
+use weft_policy::model::PolicyKind;
 
 /// How often a fault that lasts is logged again.
 pub const REPEAT_LOG: Duration = Duration::from_secs(300);
@@ -51,7 +52,7 @@ impl Faults {
         let mut current: BTreeMap<(String, String), String> = BTreeMap::new();
         for refusal in &report.refused {
             current.insert(
-                (refusal.kind.as_str().to_owned(), refusal.name.clone()),
+                (what_of(refusal.kind).to_owned(), refusal.name.clone()),
                 refusal.reason.clone(),
             );
         }
@@ -80,6 +81,9 @@ impl Faults {
                 }
                 "peer" => {
                     tracing::warn!(node = %name, error = %reason, "routes to a peer refused by the kernel; only that peer is affected")
+                }
+                kind if kind.contains("NetworkPolicy") => {
+                    tracing::warn!(%kind, name = %name, %reason, "policy refused by nft: it denies all traffic it governs until it changes; every other policy is programmed")
                 }
                 kind => {
                     tracing::warn!(%kind, name = %name, %reason, "not routing by an object that cannot be trusted")
@@ -119,6 +123,10 @@ impl Faults {
             count(RefusedKind::Node.as_str()),
         );
         metrics.set_refused("peer", count("peer"));
+        metrics.set_refused(
+            "policy",
+            POLICY_KINDS.iter().map(|(what, ..)| count(what)).sum(),
+        );
         for part in [
             crate::dataplane::Part::Address,
             crate::dataplane::Part::Forwarding,
@@ -139,12 +147,54 @@ fn same_fault(known: &str, now: &str) -> bool {
     stem(known) == stem(now)
 }
 
+/// The kinds of refused policies: (what faults calls them, apiVersion, kind).
+const POLICY_KINDS: [(&str, &str, &str); 3] = [
+    (
+        "NetworkPolicy.networking.k8s.io",
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+    ),
+    (
+        "NetworkPolicy.network.weft.dev",
+        "network.weft.dev/v1",
+        "NetworkPolicy",
+    ),
+    (
+        "GlobalNetworkPolicy.network.weft.dev",
+        "network.weft.dev/v1",
+        "GlobalNetworkPolicy",
+    ),
+];
+
+fn what_of(kind: RefusedKind) -> &'static str {
+    match kind {
+        RefusedKind::Policy(PolicyKind::Kubernetes) => POLICY_KINDS[0].0,
+        RefusedKind::Policy(PolicyKind::Namespaced) => POLICY_KINDS[1].0,
+        RefusedKind::Policy(PolicyKind::Global) => POLICY_KINDS[2].0,
+        other => other.as_str(),
+    }
+}
+
 fn event_for(what: &str, name: &str, reason: &str) -> Option<FaultEvent> {
     let (regarding, event_reason) = match what {
         "Node" => (reference::<Node>(name), "WeftNodeRefused"),
         "peer" => (reference::<Node>(name), "WeftPeerUnreachable"),
         "IPAMBlock" => (reference::<IpamBlock>(name), "WeftBlockRefused"),
-        _ => return None,
+        policy => {
+            let (_, api_version, kind) = POLICY_KINDS.iter().find(|(what, ..)| *what == policy)?;
+            let (namespace, name) = match name.split_once('/') {
+                Some((namespace, name)) => (Some(namespace.to_owned()), name),
+                None => (None, name),
+            };
+            let regarding = ObjectReference {
+                api_version: Some((*api_version).to_owned()),
+                kind: Some((*kind).to_owned()),
+                namespace,
+                name: Some(name.to_owned()),
+                ..ObjectReference::default()
+            };
+            (regarding, "WeftPolicyRefused")
+        }
     };
     Some(FaultEvent {
         regarding,

@@ -17,6 +17,8 @@ use crate::view::{ClusterView, NodeView, annotations};
 pub enum RefusedKind {
     Block,
     Node,
+    /// A policy nft refused (named `namespace/name` when namespaced), programmed as deny-all.
+    Policy(weft_policy::model::PolicyKind),
 }
 
 impl RefusedKind {
@@ -24,6 +26,7 @@ impl RefusedKind {
         match self {
             RefusedKind::Block => "IPAMBlock",
             RefusedKind::Node => "Node",
+            RefusedKind::Policy(_) => "policy",
         }
     }
 }

@@ -122,6 +122,11 @@ impl Kernel {
         self.run_nft(&["-f", "-"], Some(script)).map(drop)
     }
 
+    /// Checks `script` as `nft -c -f -` would run it, changing nothing.
+    pub fn nft_check(&self, script: &str) -> Result<(), KernelError> {
+        self.run_nft(&["-c", "-f", "-"], Some(script)).map(drop)
+    }
+
     /// The table `inet <table>` as `nft -j list table` prints it, `None` when the table does
     /// not exist.
     pub fn nft_table_json(&self, table: &str) -> Result<Option<serde_json::Value>, KernelError> {
