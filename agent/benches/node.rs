@@ -503,13 +503,19 @@ async fn main() {
         after.1 - before.1
     );
     report(
-        "node added → its route on the measured node",
-        &mut nodes_added(&nodes, node_count + 1, 40).await,
-    );
-    report(
         "pod ADD → programmed (guard set holds its interface and address)",
         &mut adds_programmed(&mut nodes, &client, 100).await,
     );
+    // The fake nodes' blocks fill the upper half of the test pool (512 blocks): a node added
+    // beyond it would get a block outside the pool, which no agent routes.
+    if node_count + 40 <= 512 {
+        report(
+            "node added → its route on the measured node",
+            &mut nodes_added(&nodes, node_count + 1, 40).await,
+        );
+    } else {
+        println!("node added: skipped ({node_count} fake nodes leave no block of the pool free)");
+    }
     println!("agent memory at the end: {}", memory(pid));
     add_del_comparison(&nodes, 100);
 }

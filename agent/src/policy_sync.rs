@@ -151,25 +151,19 @@ impl PolicySync {
             // of pods that keep their binding across the restart must survive it.
             self.bound = bindings::in_kernel(kernel.netns_path());
         }
-        // An address moving to a new interface must not carry the previous pod's connections
-        // into it: forget them before the new binding lets traffic through.
-        let rebound: Vec<IpAddr> = bindings
-            .difference(&self.bound)
-            .map(|(_, ip)| *ip)
-            .collect();
-        self.forget(kernel, &rebound);
         self.applied = None;
         kernel.nft(&script)?;
         self.applied = Some(compiled);
-        let unbound: Vec<IpAddr> = self
-            .bound
-            .difference(&bindings)
+        // An address bound to a new interface, or unbound, must not carry the previous pod's
+        // connections: forgotten here with the flows the change denies, in one conntrack
+        // listing after the apply (the guard dropped the address's traffic until this apply).
+        let changed: BTreeSet<IpAddr> = bindings
+            .symmetric_difference(&self.bound)
             .map(|(_, ip)| *ip)
             .collect();
-        self.forget(kernel, &unbound);
         self.bound = bindings;
         self.mark_guarded();
-        self.cut_denied(kernel, &cluster, &local);
+        self.cut_denied(kernel, &cluster, &local, &changed);
         Ok(script.lines().count())
     }
 
@@ -185,28 +179,36 @@ impl PolicySync {
         }
     }
 
-    /// Deletes the tracked connections of `addresses` (best effort: the guard already drops
-    /// what the new binding does not allow).
-    fn forget(&mut self, kernel: &Kernel, addresses: &[IpAddr]) {
-        if self.endpoints.is_none() || self.conntrack_missing {
-            return;
-        }
-        for ip in addresses {
-            if let Err(error) = conntrack::forget_address(kernel.netns_path(), *ip) {
-                self.conntrack_failed(&error);
-            }
-        }
-    }
-
     /// Cuts the tracked connections the policy just applied denies.
-    fn cut_denied(&mut self, kernel: &Kernel, cluster: &Cluster, local: &BTreeSet<String>) {
+    /// Deletes the tracked connections of the addresses in `changed` (their binding changed).
+    fn cut_denied(
+        &mut self,
+        kernel: &Kernel,
+        cluster: &Cluster,
+        local: &BTreeSet<String>,
+        changed: &BTreeSet<IpAddr>,
+    ) {
         if self.endpoints.is_none() || self.conntrack_missing {
             return;
         }
-        let flows = match conntrack::list(kernel.netns_path()) {
-            Ok(flows) => flows,
+        let ipv6 = changed.iter().any(IpAddr::is_ipv6)
+            || cluster
+                .endpoints
+                .iter()
+                .filter(|endpoint| local.contains(&endpoint.key()))
+                .any(|endpoint| endpoint.ips.iter().any(IpAddr::is_ipv6));
+        let (forgotten, flows): (Vec<_>, Vec<_>) = match conntrack::list(kernel.netns_path(), ipv6)
+        {
+            Ok(flows) => flows
+                .into_iter()
+                .partition(|flow| changed.iter().any(|ip| flow.involves(ip))),
             Err(error) => return self.conntrack_failed(&error),
         };
+        for flow in &forgotten {
+            if let Err(error) = conntrack::delete(kernel.netns_path(), flow) {
+                tracing::warn!(%error, "forgetting a connection of a rebound address");
+            }
+        }
         let own: BTreeSet<IpAddr> = match kernel.netlink(crate::kernel::netlink::ipv4_addresses) {
             Ok(addresses) => addresses
                 .into_iter()

@@ -40,6 +40,16 @@ pub struct Flow {
     pub sport: Option<u16>,
     pub dport: Option<u16>,
     pub mark: u32,
+    /// The reply direction's source: differs from `dst` when the connection was DNATed (a
+    /// Service address), and is then the pod actually reached.
+    pub reply_src: Option<IpAddr>,
+}
+
+impl Flow {
+    /// Whether `ip` is one end of the connection.
+    pub fn involves(&self, ip: &IpAddr) -> bool {
+        self.src == *ip || self.dst == *ip || self.reply_src.as_ref() == Some(ip)
+    }
 }
 
 /// Parses a line of `conntrack -L`: protocol number, then the first (original) src, dst,
@@ -49,12 +59,14 @@ pub fn parse_line(line: &str) -> Option<Flow> {
     words.next()?;
     let protocol = words.next()?.parse().ok()?;
     let (mut src, mut dst, mut sport, mut dport, mut mark) = (None, None, None, None, 0);
+    let mut reply_src = None;
     for word in words {
         let Some((key, value)) = word.split_once('=') else {
             continue;
         };
         match key {
             "src" if src.is_none() => src = value.parse().ok(),
+            "src" if reply_src.is_none() => reply_src = value.parse().ok(),
             "dst" if dst.is_none() => dst = value.parse().ok(),
             "sport" if sport.is_none() => sport = value.parse().ok(),
             "dport" if dport.is_none() => dport = value.parse().ok(),
@@ -69,6 +81,7 @@ pub fn parse_line(line: &str) -> Option<Flow> {
         sport,
         dport,
         mark,
+        reply_src,
     })
 }
 
@@ -128,11 +141,12 @@ fn family(ip: &IpAddr) -> &'static str {
     if ip.is_ipv4() { "ipv4" } else { "ipv6" }
 }
 
-/// Every tracked connection of both families.
-pub fn list(netns: Option<&Path>) -> Result<Vec<Flow>, ConntrackError> {
+/// Every tracked connection of IPv4, and of IPv6 when `ipv6`.
+pub fn list(netns: Option<&Path>, ipv6: bool) -> Result<Vec<Flow>, ConntrackError> {
     let mut flows = Vec::new();
-    for family in ["ipv4", "ipv6"] {
-        let text = run(netns, &["-L".into(), "-f".into(), family.into()])?;
+    let families: &[&str] = if ipv6 { &["ipv4", "ipv6"] } else { &["ipv4"] };
+    for family in families {
+        let text = run(netns, &["-L".into(), "-f".into(), (*family).into()])?;
         flows.extend(text.lines().filter_map(parse_line));
     }
     Ok(flows)
@@ -173,21 +187,6 @@ fn flow_args(verb: &str, flow: &Flow) -> Vec<String> {
     args
 }
 
-/// Deletes every entry from or to `ip`, in either direction.
-pub fn forget_address(netns: Option<&Path>, ip: IpAddr) -> Result<(), ConntrackError> {
-    for flag in ["-s", "-d", "-r", "-q"] {
-        let args = [
-            "-D".into(),
-            "-f".into(),
-            family(&ip).into(),
-            flag.into(),
-            ip.to_string(),
-        ];
-        run(netns, &args)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +205,7 @@ mod tests {
                 sport: Some(40000),
                 dport: Some(8080),
                 mark: 0,
+                reply_src: Some("172.16.0.66".parse().unwrap()),
             })
         );
         let icmp = "icmp     1 29 src=10.0.0.1 dst=10.0.0.2 type=8 code=0 id=7 src=10.0.0.2 \

@@ -134,6 +134,7 @@ spec:
             sport: Some(40000),
             dport: Some(dport),
             mark,
+            reply_src: Some(dst.parse().unwrap()),
         }
     }
 
@@ -153,7 +154,14 @@ spec:
             &cluster,
             &local,
             &own,
-            &[pod_tcp, lan_udp, outside_udp, node_tcp, egress_cut, remote_only],
+            &[
+                pod_tcp,
+                lan_udp,
+                outside_udp,
+                node_tcp,
+                egress_cut,
+                remote_only,
+            ],
         );
         assert_eq!(
             cuts,
