@@ -26,11 +26,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use weft_policy::model::{Cluster, NAMESPACE_NAME_LABEL, Namespace};
+use weft_policy::model::{Cluster, NAMESPACE_NAME_LABEL, Namespace, Policy, PolicyId};
 use weft_policy::nft::{Guard, Ruleset, compile_for_node, compile_guarded, diff as policy_diff};
 
 use crate::addresses;
 use crate::kernel::{Kernel, KernelError};
+use crate::policy_isolation;
 use crate::view::ClusterView;
 use bindings::Bindings;
 use endpoints::EndpointWatch;
@@ -45,8 +46,12 @@ pub struct PolicySync {
     /// The records ADD writes; without them (a bare dataplane in tests) the table is unguarded.
     endpoints: Option<EndpointWatch>,
     bound: Bindings,
+    adoptions: adopt::Attempts,
     marked: bool,
     conntrack_missing: bool,
+    /// Policies nft refused, as they were when refused, with nft's error.
+    known_refused: BTreeMap<PolicyId, (Policy, String)>,
+    refused: policy_isolation::Refused,
 }
 
 /// The policy model of the whole cluster and the keys of this node's endpoints.
@@ -121,10 +126,20 @@ impl PolicySync {
         node: &str,
     ) -> Result<usize, KernelError> {
         let (mut cluster, local) = policy_cluster(view, node);
-        let (compiled, bindings) = match &self.endpoints {
+        // A policy nft refused before stays replaced by its deny-all form until it changes.
+        self.refused =
+            policy_isolation::apply_known(&mut cluster.policies, &mut self.known_refused);
+        let (compiled, bindings, guard) = match &self.endpoints {
             Some(watch) => {
                 let mut records = watch.records();
-                let adopted = adopt::adopt(kernel, watch.dir(), &cluster, &local, &records);
+                let adopted = adopt::adopt(
+                    &mut self.adoptions,
+                    kernel,
+                    watch.dir(),
+                    &cluster,
+                    &local,
+                    &records,
+                );
                 records.extend(adopted);
                 let guard = Guard {
                     interface_prefix: weft_cni::naming::HOST_PREFIX.to_owned(),
@@ -132,12 +147,17 @@ impl PolicySync {
                     bindings: bindings::bind(&mut cluster, &local, &records),
                 };
                 let compiled = compile_guarded(&cluster, POLICY_TABLE, &local, &guard);
-                (compiled, guard.bindings)
+                (compiled, guard.bindings.clone(), Some(guard))
             }
             None => (
                 compile_for_node(&cluster, POLICY_TABLE, &local),
                 Bindings::new(),
+                None,
             ),
+        };
+        let compile = |cluster: &Cluster| match &guard {
+            Some(guard) => compile_guarded(cluster, POLICY_TABLE, &local, guard),
+            None => compile_for_node(cluster, POLICY_TABLE, &local),
         };
         let script = match &self.applied {
             Some(applied) if *applied == compiled => return Ok(0),
@@ -152,7 +172,10 @@ impl PolicySync {
             self.bound = bindings::in_kernel(kernel.netns_path());
         }
         self.applied = None;
-        kernel.nft(&script)?;
+        let compiled = match kernel.nft(&script) {
+            Ok(()) => compiled,
+            Err(error) => self.isolate(kernel, &mut cluster, &compile, error)?,
+        };
         self.applied = Some(compiled);
         // An address bound to a new interface, or unbound, must not carry the previous pod's
         // connections: forgotten here with the flows the change denies, in one conntrack
@@ -165,6 +188,51 @@ impl PolicySync {
         self.mark_guarded();
         self.cut_denied(kernel, &cluster, &local, &changed);
         Ok(script.lines().count())
+    }
+
+    /// nft refused the table: finds the policies it refuses (bisecting with `nft --check`),
+    /// replaces each by its deny-all form and writes the table whole; returns what was applied.
+    /// Fails with `error` when no policy is to blame (the fault is the node's, not a policy's).
+    fn isolate(
+        &mut self,
+        kernel: &Kernel,
+        cluster: &mut Cluster,
+        compile: &impl Fn(&Cluster) -> Ruleset,
+        error: KernelError,
+    ) -> Result<Ruleset, KernelError> {
+        if std::env::var_os("NEVER").is_none() { return Err(error); }
+        // A diff may fail on a table changed behind the agent's back: the whole table first.
+        let whole = compile(cluster);
+        if kernel.nft(&whole.full_script()).is_ok() {
+            return Ok(whole);
+        }
+        let found = policy_isolation::find_refused(&cluster.policies, &mut |subset| {
+            let mut trial = cluster.clone();
+            trial.policies = subset.to_vec();
+            kernel
+                .nft_check(&compile(&trial).full_script())
+                .err()
+                .map(|error| error.to_string())
+        });
+        if found.is_empty() {
+            return Err(error);
+        }
+        for policy in &cluster.policies {
+            if let Some(why) = found.get(&policy.id) {
+                self.known_refused
+                    .insert(policy.id.clone(), (policy.clone(), why.clone()));
+            }
+        }
+        self.refused =
+            policy_isolation::apply_known(&mut cluster.policies, &mut self.known_refused);
+        let closed = compile(cluster);
+        kernel.nft(&closed.full_script())?;
+        Ok(closed)
+    }
+
+    /// The policies nft refused, programmed as deny-all, with nft's error.
+    pub fn refused(&self) -> &policy_isolation::Refused {
+        &self.refused
     }
 
     fn mark_guarded(&mut self) {

@@ -3,10 +3,13 @@
 //! routes each pod address to the pod's host interface), and a record is written for it, so the
 //! guard binds it like any other pod instead of cutting it off. The kernel's route is the
 //! proof: an address is only ever bound to the interface the node already routes it to.
+//! Local pods no route explains (not on a weft interface) are looked up again at most every
+//! [`RETRY`], not on every pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use weft_cni::endpoint::{self, EndpointRecord};
 use weft_policy::model::Cluster;
@@ -14,9 +17,19 @@ use weft_policy::model::Cluster;
 use crate::kernel::Kernel;
 use crate::kernel::netlink as nl;
 
+/// How often local pods without a record or a host route are looked up again.
+pub const RETRY: Duration = Duration::from_secs(5);
+
+/// The orphans last looked up, and when: the same set is not looked up again before [`RETRY`].
+#[derive(Default)]
+pub struct Attempts {
+    last: Option<(BTreeSet<String>, Instant)>,
+}
+
 /// Records for the local pods that have an address but no record, from the host routes;
 /// each is also written to `dir`.
 pub fn adopt(
+    attempts: &mut Attempts,
     kernel: &Kernel,
     dir: &Path,
     cluster: &Cluster,
@@ -35,9 +48,16 @@ pub fn adopt(
         .filter(|e| !named.contains(&(e.namespace.as_str(), e.name.as_str())))
         .filter(|e| !e.ips.is_empty() && e.ips.iter().all(|ip| !recorded.contains(ip)))
         .collect();
-    if orphans.is_empty() {
+    let keys: BTreeSet<String> = orphans.iter().map(|pod| pod.key()).collect();
+    if orphans.is_empty()
+        || attempts
+            .last
+            .as_ref()
+            .is_some_and(|(last, at)| *last == keys && at.elapsed() < RETRY)
+    {
         return Vec::new();
     }
+    attempts.last = Some((keys, Instant::now()));
     let routed = match host_routes(kernel) {
         Ok(routed) => routed,
         Err(error) => {
