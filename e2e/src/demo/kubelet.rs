@@ -85,8 +85,18 @@ pub(crate) fn now_rfc3339() -> String {
     )
 }
 
-fn ready_status(ready: bool, address: Ipv4Addr) -> serde_json::Value {
+fn ready_status(pod: &Pod, ready: bool, address: Ipv4Addr) -> serde_json::Value {
     let now = now_rfc3339();
+    let containers: Vec<serde_json::Value> = pod
+        .spec
+        .iter()
+        .flat_map(|spec| &spec.containers)
+        .map(|container| {
+            json!({"name": container.name, "image": container.image, "imageID": "",
+                   "ready": ready, "restartCount": 0, "started": true,
+                   "state": {"running": {"startedAt": now}}})
+        })
+        .collect();
     let state = if ready { "True" } else { "False" };
     let condition = |kind: &str, status: &str| json!({"type": kind, "status": status, "lastTransitionTime": now});
     json!({"status": {
@@ -95,6 +105,7 @@ fn ready_status(ready: bool, address: Ipv4Addr) -> serde_json::Value {
         "startTime": now,
         "conditions": [condition("PodScheduled", "True"), condition("Initialized", "True"),
                        condition("ContainersReady", state), condition("Ready", state)],
+        "containerStatuses": containers,
     }})
 }
 
@@ -242,7 +253,7 @@ impl Kubelet {
         };
         let ready = http_status(port, "/readyz") == Some(200);
         if ready != pod_ready(pod) {
-            let status = ready_status(ready, self.nodes[index].underlay.address);
+            let status = ready_status(pod, ready, self.nodes[index].underlay.address);
             pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&status))
                 .await
                 .map_err(api(format!("set the status of Pod {WEFT_SYSTEM}/{name}")))?;

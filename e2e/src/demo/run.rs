@@ -165,6 +165,10 @@ pub async fn demo(settings: Settings) -> Result<(), Error> {
     );
     println!("Components:\n{}", component_table(&installation));
     println!(
+        "$ kubectl -n weft-system get pods -o wide\n{}",
+        kubectl(cluster, &["-n", "weft-system", "get", "pods", "-o", "wide"])?
+    );
+    println!(
         "IP pools (allocated blocks: the IPAMBlocks the nodes claimed):\n{}",
         pool_table(&admin).await?
     );
