@@ -21,7 +21,7 @@ use crate::nat::{self, NatState};
 use crate::policy_sync::PolicySync;
 use crate::route_sync::{self, Owners, PeerRetry};
 use crate::routes::{self, LocalNode, PodRange, VXLAN_DEVICE, VXLAN_OVERHEAD};
-use crate::trust::{self, Refusal};
+use crate::trust::{self, Refusal, RefusedKind};
 use crate::view::ClusterView;
 use crate::vxlan;
 
@@ -265,6 +265,16 @@ impl Dataplane {
             }
             self.metrics.observe_apply("policy", started.elapsed());
         }
+        report
+            .refused
+            .extend(self.policy.refused().iter().map(|(id, error)| Refusal {
+                kind: RefusedKind::Policy(id.kind),
+                name: match &id.namespace {
+                    Some(namespace) => format!("{namespace}/{}", id.name),
+                    None => id.name.clone(),
+                },
+                reason: format!("nft refused it, so it denies all it governs: {error}"),
+            }));
         report
     }
 

@@ -200,7 +200,6 @@ impl PolicySync {
         compile: &impl Fn(&Cluster) -> Ruleset,
         error: KernelError,
     ) -> Result<Ruleset, KernelError> {
-        if std::env::var_os("NEVER").is_none() { return Err(error); }
         // A diff may fail on a table changed behind the agent's back: the whole table first.
         let whole = compile(cluster);
         if kernel.nft(&whole.full_script()).is_ok() {
