@@ -1,14 +1,34 @@
 {{/*
-The operator's name: every object the chart creates for it is called this (as in config/).
+The operator's name: the app.kubernetes.io/name label of its objects and pods (nameOverride), and
+the name of every object the chart creates for it (fullnameOverride, else the name). Both default
+to weft-operator, the names of config/.
 */}}
 {{- define "weft.name" -}}
-weft-operator
+{{- .Values.nameOverride | default "weft-operator" | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{- define "weft.fullname" -}}
+{{- .Values.fullnameOverride | default (include "weft.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{/*
+The namespace of the operator's namespaced objects: namespaceOverride, else the release's.
+*/}}
+{{- define "weft.namespace" -}}
+{{- .Values.namespaceOverride | default .Release.Namespace -}}
+{{- end }}
+
+{{/*
+The operator's ServiceAccount: serviceAccount.name, else the full name.
+*/}}
+{{- define "weft.serviceAccountName" -}}
+{{- .Values.serviceAccount.name | default (include "weft.fullname" .) -}}
 {{- end }}
 
 {{/*
 Labels of the operator's objects: the two of config/ (which its pods also carry) and Helm's release
-bookkeeping (only on the objects themselves, never on selectors or pod templates). The Installation
-and the hooks carry part-of and the bookkeeping.
+bookkeeping plus commonLabels (only on the objects themselves, never on selectors or pod
+templates). The Installation and the hooks carry part-of and the bookkeeping.
 */}}
 {{- define "weft.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "weft.name" . }}
@@ -25,18 +45,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*
-An image reference from {registry, repository, tag}; the tag defaults to the chart's appVersion.
+An image reference from {registry, repository, tag, digest}: <registry>/<repository>@<digest> when
+a digest is set (the tag is then ignored), else :<tag>, the tag defaulting to the chart's
+appVersion.
 */}}
 {{- define "weft.image" -}}
 {{- $registry := .image.registry | trimSuffix "/" -}}
-{{- $tag := .image.tag | default .appVersion -}}
+{{- $name := .image.repository -}}
 {{- if $registry -}}
-{{ $registry }}/{{ .image.repository }}:{{ $tag }}
+{{- $name = printf "%s/%s" $registry .image.repository -}}
+{{- end -}}
+{{- if .image.digest -}}
+{{ $name }}@{{ .image.digest }}
 {{- else -}}
-{{ .image.repository }}:{{ $tag }}
+{{ $name }}:{{ .image.tag | default .appVersion }}
 {{- end -}}
 {{- end }}
 

@@ -34,7 +34,7 @@ mod steps;
 
 /// The scenarios share cluster-scoped objects (CRDs, Installation/default), so they run one at a
 /// time.
-static SERIAL: Mutex<()> = Mutex::new(());
+pub(super) static SERIAL: Mutex<()> = Mutex::new(());
 
 const RELEASE: &str = "weft";
 const NAMESPACE: &str = "weft-operator";

@@ -4,6 +4,8 @@
 //! `config/default`, and install → upgrade → `helm test` → uninstall → install again on the local
 //! control plane (see `lifecycle.rs` for what runs for real there).
 
+mod checks;
+mod knobs;
 mod lifecycle;
 mod offline;
 mod schema;

@@ -59,7 +59,7 @@ fn helm_template_matches_the_golden_files_with_both_helm_versions() {
 }
 
 /// `helm template` with `values` (YAML) must fail; returns Helm's message.
-fn refused(major: HelmMajor, values: &str) -> String {
+pub(super) fn refused(major: HelmMajor, values: &str) -> String {
     let helm = helm(major);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("values.yaml");
