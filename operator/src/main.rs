@@ -66,6 +66,10 @@ struct Args {
     /// Seconds teardown may take before the finalizer lets go and reports what is left.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
     teardown_timeout_seconds: u64,
+    /// Seconds a component's pods may keep failing (crash loop, image pull, OOM kill) before
+    /// the component and the Installation are Degraded.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    degraded_grace_seconds: u64,
     /// Log format.
     #[arg(long, env = "WEFT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -141,6 +145,7 @@ async fn main() -> ExitCode {
         identity: args.identity.unwrap_or_else(hostname),
         settings: Settings {
             teardown_timeout: Duration::from_secs(args.teardown_timeout_seconds),
+            degraded_grace: Duration::from_secs(args.degraded_grace_seconds),
             ..Settings::default()
         },
     };

@@ -1,7 +1,8 @@
 //! Where weft's workloads land, on a real control plane: a Windows node and a virtual-kubelet
 //! node (neither can run the Linux agent: no kubelet here ever starts their pods) get no
 //! `weft-node` pod, are not counted by the DaemonSet, and do not keep the Installation from
-//! Available; the Installation's `nodeDaemonSet` overrides reach the live DaemonSet.
+//! Available; the Installation's `nodeDaemonSet` overrides reach the live DaemonSet; a
+//! `weft-system` created beforehand under a stricter Pod Security level is made privileged.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
@@ -58,6 +59,16 @@ async fn windows_and_virtual_kubelet_nodes_are_not_counted_and_overrides_apply()
                "kubernetes.io/hostname": "virtual-kubelet-0"}),
     )
     .await?;
+    // Someone created weft-system first, under the restricted Pod Security level, which refuses
+    // the agent: the operator raises it to privileged before any workload is applied.
+    let namespace: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "weft-system",
+                     "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+    }))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await?;
     let operator = Operator::start(cluster, "placement").await?;
     apply_installation(
         &client,
@@ -105,6 +116,22 @@ async fn windows_and_virtual_kubelet_nodes_are_not_counted_and_overrides_apply()
         .and_then(|r| r.limits.as_ref())
         .context("install-cni limits")?;
     assert_eq!(limits["memory"].0, "64Mi");
+
+    let labels = Api::<Namespace>::all(client.clone())
+        .get("weft-system")
+        .await?
+        .metadata
+        .labels
+        .unwrap_or_default();
+    for mode in ["enforce", "audit", "warn"] {
+        assert_eq!(
+            labels
+                .get(&format!("pod-security.kubernetes.io/{mode}"))
+                .map(String::as_str),
+            Some("privileged"),
+            "{labels:?}"
+        );
+    }
 
     let pods = Api::<Pod>::namespaced(client.clone(), "weft-system")
         .list(&ListParams::default().labels("app.kubernetes.io/name=weft-node"))
