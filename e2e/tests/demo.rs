@@ -30,7 +30,7 @@ fn require_dataplane() {
 
 /// The namespaces whose names start with the demo's prefix for `pid`.
 fn namespaces_of(pid: u32) -> Vec<String> {
-    let prefix = format!("wd{}-", pid % 100_000);
+    let prefix = format!("wd{pid}-");
     let output = Command::new("ip")
         .args(["netns", "list"])
         .output()

@@ -94,12 +94,12 @@ async fn main() -> ExitCode {
     let result = tokio::select! {
         result = demo(args) => result,
         _ = interrupt.recv() => {
-            eprintln!("weft-demo: interrupted; cleaning up");
-            Ok(())
+            eprintln!("weft-demo: interrupted; everything it made is removed");
+            return ExitCode::from(130);
         }
         _ = terminate.recv() => {
-            eprintln!("weft-demo: terminated; cleaning up");
-            Ok(())
+            eprintln!("weft-demo: terminated; everything it made is removed");
+            return ExitCode::from(143);
         }
     };
     match result {

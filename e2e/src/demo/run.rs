@@ -21,7 +21,7 @@ use super::kubelet::Kubelet;
 use super::kwok::{FIELD_MANAGER, Installed};
 use super::matrix::{Endpoint, Matrix};
 use super::report::{component_table, kubectl, pool_table};
-use super::underlay::Underlay;
+use super::underlay::{self, Underlay};
 use super::{Error, api, cni};
 
 /// The pods' namespace: the one the seed's blue policy is written for.
@@ -96,7 +96,14 @@ pub async fn demo(settings: Settings) -> Result<(), Error> {
         &format!("applied {}", settings.installation.display()),
     );
 
-    let prefix = format!("wd{}", std::process::id() % 100_000);
+    let stale = underlay::remove_stale();
+    if !stale.is_empty() {
+        println!(
+            "Removed namespaces an earlier, killed demo left: {}",
+            stale.join(" ")
+        );
+    }
+    let prefix = underlay::prefix_of(std::process::id());
     let mut underlay = Underlay::new(&prefix)?;
     let kubeconfig = installed.cluster.kubeconfig().to_owned();
     let mut kubelet = Kubelet::new(admin.clone(), &kubeconfig, &settings.binaries);

@@ -125,6 +125,32 @@ impl Underlay {
     }
 }
 
+/// The prefix of the namespaces of the demo running as `pid`.
+pub fn prefix_of(pid: u32) -> String {
+    format!("wd{pid}")
+}
+
+/// Deletes the namespaces a demo left behind when it was killed outright (SIGKILL cannot be
+/// cleaned up after): those named after a pid that is no longer a running `weft-demo`.
+pub fn remove_stale() -> Vec<String> {
+    let mut removed = Vec::new();
+    for name in netns_names() {
+        let Some(pid) = name
+            .strip_prefix("wd")
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let running = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim() == "weft-demo");
+        if !running && sh(&["ip", "netns", "del", &name]).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed
+}
+
 impl Drop for Underlay {
     fn drop(&mut self) {
         // Pods first, then nodes, the router last: deleting a namespace deletes its links.
