@@ -24,6 +24,8 @@ use super::{BOTH, chart_dir, helm};
 const INSTALLATION_CRD: &str = "installations.operator.weft.dev";
 /// The field the "installed" Installation CRD of the upgrade test lacks.
 const NEW_FIELD: &str = "logging";
+/// A field of the IP pools (list items) it lacks too: the check follows lists and objects.
+const NEW_POOL_FIELD: &str = "disableNewAllocations";
 
 struct Ctx {
     helm: Helm,
@@ -218,6 +220,14 @@ fn older_installation_crd() -> anyhow::Result<String> {
         properties.remove(NEW_FIELD).is_some(),
         "the CRD has {NEW_FIELD}"
     );
+    let pool = properties
+        .get_mut("network")
+        .and_then(|n| n["properties"]["ipPools"]["items"]["properties"].as_object_mut())
+        .context("Installation CRD IP pool properties")?;
+    ensure!(
+        pool.remove(NEW_POOL_FIELD).is_some(),
+        "the CRD has {NEW_POOL_FIELD}"
+    );
     Ok(serde_json::to_string(&crd)?)
 }
 
@@ -272,6 +282,25 @@ async fn upgrade_with_a_new_field(ctx: &Ctx, release: &str, namespace: &str) -> 
         ensure!(stderr.contains(part), "the refusal says {part:?}: {stderr}");
     }
     ensure!(live.is_none(), "the refused upgrade changed nothing");
+
+    // A field inside a list item is found too, with its index.
+    let mut nested = vec!["upgrade", release, &chart];
+    nested.extend(base);
+    nested.extend([
+        "--set-json",
+        r#"installation.spec.network.ipPools=[{"name":"p","cidr":"10.240.0.0/16","disableNewAllocations":true}]"#,
+    ]);
+    let output = ctx.run(&nested)?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !output.status.success(),
+        "the upgrade with a new pool field was accepted"
+    );
+    let part = format!("installation.spec.network.ipPools[0].{NEW_POOL_FIELD}: the installed");
+    ensure!(
+        stderr.contains(&part),
+        "the refusal says {part:?}: {stderr}"
+    );
     let history = ctx.ok(&["history", release, "-n", namespace, "-o", "json"])?;
     let history: serde_json::Value = serde_json::from_str(&history)?;
     ensure!(
