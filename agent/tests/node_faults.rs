@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::policy::nodes_in_two_subnets_resyncing_every;
 use common::*;
 
 /// The tests of this file judge what an agent writes: one at a time, so that no other test's
@@ -270,17 +271,7 @@ async fn one_bad_peer_costs_only_its_own_routes_and_policy_keeps_being_enforced(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_converged_node_writes_nothing_and_repairs_what_others_changed() {
     let _serial = SERIAL.lock().await;
-    let mut nodes = NodeCluster::new(
-        shared_cluster().await,
-        &[1, 2],
-        "VXLANCrossSubnet",
-        "Enabled",
-    )
-    .await;
-    nodes
-        .extra_args
-        .push(("WEFT_RESYNC_SECONDS".into(), "1".into()));
-    nodes.start_agents().await;
+    let mut nodes = nodes_in_two_subnets_resyncing_every(Some(Duration::from_secs(1))).await;
     let server = nodes.add_pod(1, "server", &[]).await;
     serve_tcp(&server.netns, 80);
     nodes.add_pod(0, "client", &[]).await;

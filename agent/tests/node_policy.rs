@@ -8,9 +8,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::policy::*;
 use common::*;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::networking::v1::NetworkPolicy as KubeNetworkPolicy;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -21,54 +21,6 @@ async fn settles(nodes: &NodeCluster, what: &str, expected: bool, probe: impl Fn
     nodes
         .until(what, Duration::from_secs(10), || probe() == expected)
         .await;
-}
-
-/// Creates the Kubernetes NetworkPolicy `name` with `spec` in the test namespace.
-async fn create_kube_policy(nodes: &NodeCluster, name: &str, spec: serde_json::Value) {
-    let policy: KubeNetworkPolicy =
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
-    Api::<KubeNetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap_or_else(|error| panic!("create NetworkPolicy {name}: {error}"));
-}
-
-/// Two nodes, one per underlay subnet, with their agents running (VXLANCrossSubnet, NAT on).
-async fn nodes_in_two_subnets() -> NodeCluster {
-    let mut nodes = NodeCluster::new(
-        shared_cluster().await,
-        &[1, 2],
-        "VXLANCrossSubnet",
-        "Enabled",
-    )
-    .await;
-    nodes.start_agents().await;
-    nodes
-}
-
-/// Kubernetes default-deny ingress for every pod of the test namespace.
-async fn deny_all_ingress(nodes: &NodeCluster) {
-    create_kube_policy(
-        nodes,
-        "deny-ingress",
-        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
-    )
-    .await;
-}
-
-/// Lets pods labelled app=client into pods labelled app=server.
-async fn allow_client_to_server(nodes: &NodeCluster) {
-    create_kube_policy(
-        nodes,
-        "allow-client",
-        json!({"podSelector": {"matchLabels": {"app": "server"}},
-            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
-    )
-    .await;
-}
-
-fn open(nodes: &NodeCluster, from: usize, to: usize, port: u16) -> bool {
-    tcp_probe(&nodes.pods[from].netns, nodes.pods[to].ip, port).is_some()
 }
 
 #[tokio::test(flavor = "multi_thread")]

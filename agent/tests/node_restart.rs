@@ -20,23 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::policy::*;
 use common::*;
-use k8s_openapi::api::networking::v1::NetworkPolicy as KubeNetworkPolicy;
-use kube::Api;
-use kube::api::PostParams;
-use serde_json::json;
 
 const PROBE_PORT: u16 = 9000;
-
-/// Creates the Kubernetes NetworkPolicy `name` with `spec` in the test namespace.
-async fn create_kube_policy(nodes: &NodeCluster, name: &str, spec: serde_json::Value) {
-    let policy: KubeNetworkPolicy =
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
-    Api::<KubeNetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap_or_else(|error| panic!("create NetworkPolicy {name}: {error}"));
-}
 
 /// A UDP sink in `namespace` recording (source address, sequence number) of every probe.
 fn probe_sink(namespace: &str) -> Arc<Mutex<Vec<(Ipv4Addr, u64)>>> {
@@ -151,19 +138,8 @@ async fn traffic_and_policy_hold_across_kill_9_and_restart_of_an_agent() {
             },
         )
         .await;
-    create_kube_policy(
-        &nodes,
-        "deny-ingress",
-        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
-    )
-    .await;
-    create_kube_policy(
-        &nodes,
-        "allow-client",
-        json!({"podSelector": {"matchLabels": {"app": "server"}},
-            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
-    )
-    .await;
+    deny_all_ingress(&nodes).await;
+    allow_client_to_server(&nodes).await;
     nodes
         .until(
             "other denied, client allowed",

@@ -8,33 +8,12 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use common::policy::*;
 use common::*;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::networking::v1::NetworkPolicy as KubeNetworkPolicy;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
-
-async fn create_kube_policy(nodes: &NodeCluster, name: &str, spec: serde_json::Value) {
-    let policy: KubeNetworkPolicy =
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
-    Api::<KubeNetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap_or_else(|error| panic!("create NetworkPolicy {name}: {error}"));
-}
-
-async fn two_nodes() -> NodeCluster {
-    let mut nodes = NodeCluster::new(
-        shared_cluster().await,
-        &[1, 2],
-        "VXLANCrossSubnet",
-        "Enabled",
-    )
-    .await;
-    nodes.start_agents().await;
-    nodes
-}
 
 /// Wires a pod on node `index` as the kubelet does up to ADD (Pod object, then ADD with the
 /// pod's names) and, the moment ADD returns, connects from it to `to:port`. Returns the pod,
@@ -88,7 +67,7 @@ async fn wire_and_connect_at_once(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_pod_under_default_deny_egress_cannot_connect_in_its_first_milliseconds() {
-    let mut nodes = two_nodes().await;
+    let mut nodes = nodes_in_two_subnets().await;
     let server = nodes.add_pod(1, "server", &[("app", "server")]).await;
     serve_tcp(&server.netns, 8080);
     let before = nodes.add_pod(0, "before", &[("app", "client")]).await;
@@ -165,7 +144,7 @@ async fn a_new_pod_under_default_deny_egress_cannot_connect_in_its_first_millise
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_started_while_the_agent_is_down_stays_closed_until_the_agent_is_back() {
-    let mut nodes = two_nodes().await;
+    let mut nodes = nodes_in_two_subnets().await;
     let server = nodes.add_pod(1, "server", &[("app", "server")]).await;
     serve_tcp(&server.netns, 8080);
     let early = nodes.add_pod(0, "early", &[]).await;
@@ -249,7 +228,7 @@ async fn a_node_whose_agent_never_ran_wires_no_pod_until_the_guard_is_installed(
 /// from its host route instead of cutting it off.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_wired_without_a_record_is_adopted_from_its_host_route() {
-    let mut nodes = two_nodes().await;
+    let mut nodes = nodes_in_two_subnets().await;
     let server = nodes.add_pod(1, "server", &[]).await;
     serve_tcp(&server.netns, 8080);
     let old = nodes.add_pod(0, "old", &[]).await;

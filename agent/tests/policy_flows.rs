@@ -10,32 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::policy::*;
 use common::*;
 use k8s_openapi::api::networking::v1::NetworkPolicy as KubeNetworkPolicy;
 use kube::Api;
-use kube::api::PostParams;
 use serde_json::json;
-
-async fn create_kube_policy(nodes: &NodeCluster, name: &str, spec: serde_json::Value) {
-    let policy: KubeNetworkPolicy =
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
-    Api::<KubeNetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap_or_else(|error| panic!("create NetworkPolicy {name}: {error}"));
-}
-
-async fn two_nodes() -> NodeCluster {
-    let mut nodes = NodeCluster::new(
-        shared_cluster().await,
-        &[1, 2],
-        "VXLANCrossSubnet",
-        "Enabled",
-    )
-    .await;
-    nodes.start_agents().await;
-    nodes
-}
 
 /// Sends one UDP datagram from `namespace` with a forged source address (a raw socket writes
 /// the IP header itself; the kernel fills in the length and checksum).
@@ -109,7 +88,7 @@ fn set_rp_filter(netns: &str, value: u8) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_cannot_send_with_another_pods_address_whatever_the_reverse_path_filter() {
-    let mut nodes = two_nodes().await;
+    let mut nodes = nodes_in_two_subnets().await;
     let trusted = nodes.add_pod(0, "trusted", &[("app", "trusted")]).await;
     let spoofer = nodes.add_pod(0, "spoofer", &[("app", "spoofer")]).await;
     let target = nodes.add_pod(1, "target", &[("app", "target")]).await;
@@ -256,7 +235,7 @@ fn timed_sink(namespace: &str, port: u16) -> Arc<Mutex<Vec<Instant>>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_change_cuts_established_tcp_and_udp_flows_within_two_seconds() {
-    let mut nodes = two_nodes().await;
+    let mut nodes = nodes_in_two_subnets().await;
     let server = nodes.add_pod(1, "server", &[("app", "server")]).await;
     let client = nodes.add_pod(0, "client", &[("app", "client")]).await;
     serve_tcp(&server.netns, 8080);

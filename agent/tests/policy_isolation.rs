@@ -8,10 +8,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::policy::*;
 use common::*;
 use weft_agent::addresses::AddressClaim;
 use weft_agent::kernel::Kernel;
-use weft_agent::policy_sync::{POLICY_TABLE, PolicySync};
+use weft_agent::policy_sync::PolicySync;
 use weft_agent::view::{ClusterView, PodView};
 use weft_policy::model::{
     Action, Endpoint, Entity, Policy, PolicyId, PolicyKind, PortMatch, PortSpec, Protocol, Rule,
@@ -74,20 +75,6 @@ fn allow(name: &str, selector: &str, port: PortMatch) -> Policy {
     }
 }
 
-fn table(netns: &str) -> String {
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        netns,
-        "nft",
-        "list",
-        "table",
-        "inet",
-        POLICY_TABLE,
-    ])
-}
-
 #[test]
 fn a_policy_nft_refuses_denies_what_it_governs_and_the_others_are_programmed() {
     require_root_tools();
@@ -124,7 +111,7 @@ fn a_policy_nft_refuses_denies_what_it_governs_and_the_others_are_programmed() {
         "nft's error is kept: {:?}",
         policy.refused()
     );
-    let written = table(netns);
+    let written = policy_table(netns).expect("the policy table");
     assert!(
         written.contains("tcp dport 8080") || written.contains("th dport 8080"),
         "{written}"
@@ -152,5 +139,9 @@ fn a_policy_nft_refuses_denies_what_it_governs_and_the_others_are_programmed() {
         .sync(&kernel, &view, "node")
         .expect("the fixed policy is programmed");
     assert!(policy.refused().is_empty());
-    assert!(table(netns).contains("80-90"));
+    assert!(
+        policy_table(netns)
+            .expect("the policy table")
+            .contains("80-90")
+    );
 }

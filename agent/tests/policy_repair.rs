@@ -10,49 +10,17 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::policy::*;
 use common::*;
-use k8s_openapi::api::networking::v1::NetworkPolicy as KubeNetworkPolicy;
-use kube::Api;
-use kube::api::PostParams;
-use serde_json::json;
 use weft_agent::kernel::Kernel;
 use weft_agent::policy_sync::{POLICY_TABLE, PolicySync};
 use weft_agent::view::ClusterView;
-
-/// Creates the Kubernetes NetworkPolicy `name` with `spec` in the test namespace.
-async fn create_kube_policy(nodes: &NodeCluster, name: &str, spec: serde_json::Value) {
-    let policy: KubeNetworkPolicy =
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
-    Api::<KubeNetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap_or_else(|error| panic!("create NetworkPolicy {name}: {error}"));
-}
-
-fn open(nodes: &NodeCluster, from: usize, to: usize, port: u16) -> bool {
-    tcp_probe(&nodes.pods[from].netns, nodes.pods[to].ip, port).is_some()
-}
 
 /// Runs `nft <command>` inside namespace `netns`.
 fn nft_in(netns: &str, command: &str) {
     let mut args = vec!["ip", "netns", "exec", netns, "nft"];
     args.extend(command.split_whitespace());
     sh(&args);
-}
-
-/// `nft list table inet weft_policy` inside `netns`, `None` when the table is missing.
-fn policy_table(netns: &str) -> Option<String> {
-    try_sh(&[
-        "ip",
-        "netns",
-        "exec",
-        netns,
-        "nft",
-        "list",
-        "table",
-        "inet",
-        POLICY_TABLE,
-    ])
 }
 
 /// A listing's lines in order: nft lists chains in the order they were created, which a table
@@ -202,18 +170,7 @@ fn verify_sees_what_others_did_to_the_policy_table() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_or_flushed_policy_table_is_back_within_the_resync_period() {
     const RESYNC: Duration = Duration::from_secs(2);
-    let mut nodes = NodeCluster::new(
-        shared_cluster().await,
-        &[1, 2],
-        "VXLANCrossSubnet",
-        "Enabled",
-    )
-    .await;
-    nodes.extra_args.push((
-        "WEFT_RESYNC_SECONDS".to_owned(),
-        RESYNC.as_secs().to_string(),
-    ));
-    nodes.start_agents().await;
+    let mut nodes = nodes_in_two_subnets_resyncing_every(Some(RESYNC)).await;
     let server = nodes.add_pod(0, "server", &[("app", "server")]).await;
     nodes.add_pod(1, "client", &[("app", "client")]).await;
     nodes.add_pod(1, "other", &[("app", "other")]).await;
@@ -225,19 +182,8 @@ async fn a_deleted_or_flushed_policy_table_is_back_within_the_resync_period() {
             nodes.pods[from].name
         );
     }
-    create_kube_policy(
-        &nodes,
-        "deny-ingress",
-        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
-    )
-    .await;
-    create_kube_policy(
-        &nodes,
-        "allow-client",
-        json!({"podSelector": {"matchLabels": {"app": "server"}},
-            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
-    )
-    .await;
+    deny_all_ingress(&nodes).await;
+    allow_client_to_server(&nodes).await;
     nodes
         .until(
             "other denied, client allowed",

@@ -435,23 +435,29 @@ mod tests {
         assert!(node_status(Some(&stale)).progressing);
     }
 
-    #[test]
-    fn deployment_awaiting_replicas() {
-        let deployment = Deployment {
+    /// The Deployment weft-controllers wanting `desired` replicas, with the status counts given.
+    fn controllers(desired: i32, total: Option<i32>, updated: i32, available: i32) -> Deployment {
+        Deployment {
             metadata: ObjectMeta {
                 name: Some("weft-controllers".into()),
                 ..Default::default()
             },
             spec: Some(DeploymentSpec {
-                replicas: Some(2),
+                replicas: Some(desired),
                 ..Default::default()
             }),
             status: Some(DeploymentStatus {
-                updated_replicas: Some(2),
-                available_replicas: Some(0),
+                replicas: total,
+                updated_replicas: Some(updated),
+                available_replicas: Some(available),
                 ..Default::default()
             }),
-        };
+        }
+    }
+
+    #[test]
+    fn deployment_awaiting_replicas() {
+        let deployment = controllers(2, None, 2, 0);
         assert_eq!(
             controllers_status(Some(&deployment)).message.as_deref(),
             Some("Deployment weft-system/weft-controllers is not available (awaiting 2 replicas)")
@@ -530,22 +536,7 @@ mod tests {
     /// finished rolling out: the old version still serves.
     #[test]
     fn old_replicas_still_running_are_progressing() {
-        let deployment = Deployment {
-            metadata: ObjectMeta {
-                name: Some("weft-controllers".into()),
-                ..Default::default()
-            },
-            spec: Some(DeploymentSpec {
-                replicas: Some(2),
-                ..Default::default()
-            }),
-            status: Some(DeploymentStatus {
-                replicas: Some(3),
-                updated_replicas: Some(2),
-                available_replicas: Some(2),
-                ..Default::default()
-            }),
-        };
+        let deployment = controllers(2, Some(3), 2, 2);
         let status = controllers_status(Some(&deployment));
         assert!(status.progressing, "{status:?}");
         assert_eq!(

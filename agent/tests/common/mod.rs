@@ -13,6 +13,7 @@
 
 pub mod netns;
 pub mod plugin;
+pub mod policy;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -32,6 +33,7 @@ use weft_e2e::LocalCluster;
 
 pub use netns::*;
 pub use plugin::*;
+pub use weft_e2e::demo::host::http_status;
 
 static NEXT_ID: AtomicU8 = AtomicU8::new(0);
 
@@ -556,21 +558,6 @@ impl Drop for NodeCluster {
         let _ = try_sh(&["ip", "netns", "del", &self.outside]);
         let _ = try_sh(&["ip", "netns", "del", &self.router]);
     }
-}
-
-/// GET http://127.0.0.1:port/path → status code.
-pub fn http_status(port: u16, path: &str) -> Option<u16> {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// GET http://127.0.0.1:port/path → body.
