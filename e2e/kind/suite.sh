@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The real-node suite `make test` runs: a fresh e2e cluster (up.sh), `weftctl check`, the upstream
-# [Feature:NetworkPolicy] suite, kind-suite's diagnosis and disruption checks, then down.sh
-# (always; WEFT_E2E_KEEP=1 keeps the cluster for inspection). Prints each step's time and fails
+# [Feature:NetworkPolicy] suite, kind-suite's diagnosis, untrusted-object and disruption checks,
+# then down.sh (always; WEFT_E2E_KEEP=1 keeps the cluster for inspection). Prints each step's time and fails
 # on the first failing step.
 set -euo pipefail
 kind_dir=$(cd "$(dirname "$0")" && pwd)
@@ -61,6 +61,7 @@ step "weftctl check" "$target/weftctl" check --outside "$OUTSIDE_IP:$OUTSIDE_POR
 step "upstream NetworkPolicy suite" bash "$kind_dir/conformance.sh" netpol
 step "status diagnosis" "$target/kind-suite" --agnhost "$agnhost" diagnosis \
   --unserved-registry "$OUTSIDE_IP:5000/unserved"
+step "untrusted objects" "$target/kind-suite" --agnhost "$agnhost" untrusted
 
 # The rollout target: the same images under a second registry name, loaded into every node.
 kind=$(bash "$kind_dir/build-bins.sh" kind | tail -n 1)/kind

@@ -1,13 +1,13 @@
 //! `kind-suite`: the real-node checks of `e2e/kind/` beyond `weftctl check` and the upstream
-//! suites, against the cluster in KUBECONFIG: `diagnosis` (the operator names real pod trouble)
-//! and `disruption` (a TCP stream through a rolling update of the agents; a worker deleted).
-//! Prints one PASS line per check and exits non-zero on the first failure. `disruption` deletes
+//! suites, against the cluster in KUBECONFIG: `diagnosis` (the operator names real pod trouble),
+//! `untrusted` (hostile objects cost only themselves) and `disruption` (a TCP stream through a
+//! rolling update of the agents; a worker deleted). Prints one PASS line per check and exits non-zero on the first failure. `disruption` deletes
 //! a worker: run it last.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use weft_e2e::kind_suite::{Suite, diagnosis, disruption};
+use weft_e2e::kind_suite::{Suite, diagnosis, disruption, untrusted};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,9 @@ enum Check {
         #[arg(long)]
         unserved_registry: String,
     },
+    /// Hostile Node and IPAMBlocks beside live pods: policy and routes hold, refusals reported,
+    /// the agents' health port closed to pods.
+    Untrusted,
     /// Rolling update under a TCP stream, then a worker deletion.
     Disruption {
         /// The registry the weft images are also tagged under on every node.
@@ -58,6 +61,7 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Check::Diagnosis { unserved_registry } => diagnosis::run(&suite, &unserved_registry).await,
+        Check::Untrusted => untrusted::run_check(&suite).await,
         Check::Disruption { rollout_registry } => {
             async {
                 let rolling = disruption::rolling_update(&suite, &rollout_registry).await?;

@@ -90,25 +90,6 @@ fn script_pod(
     }))?)
 }
 
-async fn fresh_namespace(suite: &Suite) -> anyhow::Result<()> {
-    let namespaces: Api<Namespace> = Api::all(suite.client.clone());
-    if namespaces.get_opt(NAMESPACE).await?.is_some() {
-        let _ = namespaces.delete(NAMESPACE, &DeleteParams::default()).await;
-        poll("old namespace gone", Duration::from_secs(120), || async {
-            Ok(match namespaces.get_opt(NAMESPACE).await? {
-                None => Ok(()),
-                Some(_) => Err("terminating".to_owned()),
-            })
-        })
-        .await?;
-    }
-    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await?;
-    Ok(())
-}
-
 async fn logs(pods: &Api<Pod>, name: &str) -> String {
     pods.logs(name, &LogParams::default())
         .await
@@ -152,7 +133,7 @@ async fn node_agent_pods(suite: &Suite) -> anyhow::Result<BTreeSet<String>> {
 /// node) while a cross-subnet TCP stream runs, then back; returns the report line.
 pub async fn rolling_update(suite: &Suite, rollout_registry: &str) -> anyhow::Result<String> {
     suite.wait_available(Duration::from_secs(180)).await?;
-    fresh_namespace(suite).await?;
+    suite.fresh_namespace(NAMESPACE).await?;
     let workers = suite.workers();
     let (client_node, server_node) = (&workers[0], &workers[1]);
     let pods: Api<Pod> = Api::namespaced(suite.client.clone(), NAMESPACE);

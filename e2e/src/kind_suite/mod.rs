@@ -1,19 +1,21 @@
 //! The end-to-end checks that need real nodes (the kind cluster of `e2e/kind/`) beyond
 //! `weftctl check` and the upstream suites: the operator's diagnosis of real pod trouble
-//! ([`diagnosis`]) and the dataplane through disruption ([`disruption`]). They talk to the cluster
+//! ([`diagnosis`]), objects another party wrote costing only themselves ([`untrusted`]) and the
+//! dataplane through disruption ([`disruption`]). They talk to the cluster
 //! in KUBECONFIG with kube-rs, and use `docker` (the nodes are its containers) and `kubectl exec`
 //! where the API alone cannot act.
 
 pub mod diagnosis;
 pub mod disruption;
+pub mod untrusted;
 
 use std::future::Future;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use weft_api::{INSTALLATION_NAME, Installation};
 
@@ -135,12 +137,7 @@ impl Suite {
             Duration::from_secs(120),
             || async {
                 let current = pods.get(pod).await?;
-                let ready = current
-                    .status
-                    .iter()
-                    .flat_map(|status| status.conditions.iter().flatten())
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                Ok(if ready {
+                Ok(if pod_ready(&current) {
                     Ok(current)
                 } else {
                     Err(format!("{:?}", current.status.and_then(|s| s.phase)))
@@ -150,6 +147,27 @@ impl Suite {
         .await
     }
 
+    /// Deletes namespace `name` if it exists (waiting until it is gone), then creates it.
+    pub async fn fresh_namespace(&self, name: &str) -> anyhow::Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        if namespaces.get_opt(name).await?.is_some() {
+            let _ = namespaces.delete(name, &DeleteParams::default()).await;
+            poll("old namespace gone", Duration::from_secs(120), || async {
+                Ok(match namespaces.get_opt(name).await? {
+                    None => Ok(()),
+                    Some(_) => Err("terminating".to_owned()),
+                })
+            })
+            .await?;
+        }
+        let namespace: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await?;
+        Ok(())
+    }
+
     /// The worker nodes' names, sorted (`<cluster>-worker`, `<cluster>-worker2`, ...).
     pub fn workers(&self) -> Vec<String> {
         ["worker", "worker2", "worker3"]
@@ -157,6 +175,14 @@ impl Suite {
             .map(|suffix| format!("{}-{suffix}", self.cluster))
             .collect()
     }
+}
+
+/// Whether `pod` is Ready.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .iter()
+        .flat_map(|status| status.conditions.iter().flatten())
+        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// `name: message` for every component, for timeouts.
