@@ -4,12 +4,12 @@
 //! missed event (an overflowed inotify queue), and polling takes over if inotify is unavailable.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
+use inotify::{EventMask, EventStream, Inotify, WatchMask};
 use weft_cni::endpoint::{self, EndpointRecord};
 
 const RESCAN: Duration = Duration::from_secs(5);
@@ -23,7 +23,8 @@ pub struct EndpointWatch {
 }
 
 impl EndpointWatch {
-    /// Reads `dir` (creating it) and follows it on a thread; `changed` runs after each change.
+    /// Reads `dir` (creating it) and follows it on a task of the current tokio runtime;
+    /// `changed` runs after each change.
     pub fn spawn(dir: PathBuf, changed: impl Fn() + Send + 'static) -> Self {
         if let Err(error) = std::fs::create_dir_all(&dir) {
             tracing::warn!(dir = %dir.display(), %error, "creating the endpoint directory");
@@ -33,11 +34,7 @@ impl EndpointWatch {
             records: Arc::default(),
         };
         watch.rescan();
-        let follower = watch.clone();
-        std::thread::Builder::new()
-            .name("endpoint-watch".into())
-            .spawn(move || follower.follow(&changed))
-            .expect("spawning the endpoint watch thread");
+        tokio::spawn(watch.clone().follow(changed));
         watch
     }
 
@@ -94,81 +91,53 @@ impl EndpointWatch {
         }
     }
 
-    fn follow(&self, changed: &dyn Fn()) {
-        let Some(fd) = inotify(&self.dir) else {
-            tracing::warn!(dir = %self.dir.display(), "inotify unavailable; polling the endpoint directory");
-            loop {
-                std::thread::sleep(POLL);
-                if self.rescan() {
-                    changed();
+    /// Follows the directory until the runtime stops: each inotify event refreshes the one file
+    /// it names, an overflow or a quiet `RESCAN` period rereads the whole directory.
+    async fn follow(self, changed: impl Fn()) {
+        let mut events = match self.inotify_stream() {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "inotify unavailable; polling the endpoint directory");
+                loop {
+                    tokio::time::sleep(POLL).await;
+                    if self.rescan() {
+                        changed();
+                    }
                 }
             }
         };
-        let mut buffer = [0u8; 16 * 1024];
         loop {
-            let mut poll = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
+            let any = match tokio::time::timeout(RESCAN, events.next()).await {
+                Err(_quiet) => self.rescan(),
+                Ok(Some(Ok(event))) if event.mask.contains(EventMask::Q_OVERFLOW) => self.rescan(),
+                Ok(Some(Ok(event))) => event
+                    .name
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .filter(|name| !name.is_empty() && !name.starts_with('.'))
+                    .is_some_and(|name| self.refresh(&name)),
+                Ok(Some(Err(error))) => {
+                    tracing::warn!(%error, "reading inotify events; rescanning the endpoint directory");
+                    tokio::time::sleep(POLL).await;
+                    self.rescan()
+                }
+                Ok(None) => return,
             };
-            // SAFETY: one valid pollfd for the duration of the call.
-            let ready = unsafe { libc::poll(&mut poll, 1, RESCAN.as_millis() as i32) };
-            if ready <= 0 {
-                if self.rescan() {
-                    changed();
-                }
-                continue;
-            }
-            // SAFETY: reading into a buffer we own, of the length given.
-            let length = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
-            if length <= 0 {
-                continue;
-            }
-            let mut any = false;
-            let mut offset = 0usize;
-            let header = std::mem::size_of::<libc::inotify_event>();
-            while offset + header <= length as usize {
-                // SAFETY: the kernel wrote whole events; read_unaligned copes with alignment.
-                let event: libc::inotify_event = unsafe {
-                    std::ptr::read_unaligned(
-                        buffer[offset..].as_ptr().cast::<libc::inotify_event>(),
-                    )
-                };
-                let name_bytes = &buffer[offset + header..offset + header + event.len as usize];
-                let name = String::from_utf8_lossy(name_bytes)
-                    .trim_end_matches('\0')
-                    .to_owned();
-                if event.mask & libc::IN_Q_OVERFLOW != 0 {
-                    any |= self.rescan();
-                } else if !name.is_empty() && !name.starts_with('.') {
-                    any |= self.refresh(&name);
-                }
-                offset += header + event.len as usize;
-            }
             if any {
                 changed();
             }
         }
     }
-}
 
-fn inotify(dir: &Path) -> Option<i32> {
-    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: plain system calls on a descriptor we own and a NUL-terminated path.
-    unsafe {
-        let fd = libc::inotify_init1(libc::IN_CLOEXEC);
-        if fd < 0 {
-            return None;
-        }
-        let mask = libc::IN_CLOSE_WRITE
-            | libc::IN_MOVED_TO
-            | libc::IN_MOVED_FROM
-            | libc::IN_DELETE
-            | libc::IN_CREATE;
-        if libc::inotify_add_watch(fd, path.as_ptr(), mask) < 0 {
-            libc::close(fd);
-            return None;
-        }
-        Some(fd)
+    fn inotify_stream(&self) -> std::io::Result<EventStream<Vec<u8>>> {
+        let inotify = Inotify::init()?;
+        inotify.watches().add(
+            &self.dir,
+            WatchMask::CLOSE_WRITE
+                | WatchMask::MOVED_TO
+                | WatchMask::MOVED_FROM
+                | WatchMask::DELETE
+                | WatchMask::CREATE,
+        )?;
+        inotify.into_event_stream(vec![0u8; 16 * 1024])
     }
 }
