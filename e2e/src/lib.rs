@@ -35,6 +35,7 @@ pub use cluster::{
 pub use crds::install_crds;
 pub use helm::{Helm, HelmMajor};
 pub use node_runner::{NodeRunner, RunnerOptions};
+pub use ports::free_listen_port;
 pub use process::Lifetime;
 
 /// The operator's namespace, ServiceAccount and RBAC as users apply them (`config/rbac`), as

@@ -1,6 +1,7 @@
-//! Free loopback ports for the control-plane processes.
+//! Free loopback ports for the processes the tests and the demo start.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::Error;
 
@@ -16,27 +17,42 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Asks the kernel for six distinct free ports on 127.0.0.1. All listeners are held until
-    /// every port is known, so the six differ; another process could still take one before the
-    /// control plane binds it, which then fails loudly at start-up.
+    /// Six distinct ports from [`free_listen_port`].
     pub fn allocate() -> Result<Self, Error> {
-        let listeners = (0..6)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::Start("port allocation".into(), e.to_string()))?;
-        let port = |i: usize| {
-            listeners[i]
-                .local_addr()
-                .map(|a| a.port())
-                .unwrap_or_default()
-        };
         Ok(Self {
-            etcd_client: port(0),
-            etcd_peer: port(1),
-            apiserver: port(2),
-            controller_manager: port(3),
-            scheduler: port(4),
-            kwok: port(5),
+            etcd_client: free_listen_port()?,
+            etcd_peer: free_listen_port()?,
+            apiserver: free_listen_port()?,
+            controller_manager: free_listen_port()?,
+            scheduler: free_listen_port()?,
+            kwok: free_listen_port()?,
         })
     }
+}
+
+/// The ports handed out lie in `FIRST..FIRST + COUNT`, below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, 32768–60999 by default).
+const FIRST: u32 = 20_000;
+const COUNT: u32 = 12_000;
+
+/// A port on 127.0.0.1 that is free now and lies below the kernel's ephemeral range. A port
+/// from `bind(:0)` comes from that range, which every outgoing connection draws its local port
+/// from too, so one of the many connections to the API server could take it before the process
+/// it was meant for binds it ("Address already in use"). Ports differ within this process;
+/// another process could still take one, which then fails loudly at that process's start.
+pub fn free_listen_port() -> Result<u16, Error> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Processes start at different places in the range.
+    let start = std::process::id().wrapping_mul(7_919) % COUNT;
+    for _ in 0..COUNT {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = u16::try_from(FIRST + offset).expect("ports below 32,000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(Error::Start(
+        "port allocation".into(),
+        format!("no free port on 127.0.0.1 in {FIRST}..{}", FIRST + COUNT),
+    ))
 }

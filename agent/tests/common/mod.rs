@@ -130,10 +130,7 @@ pub struct NodeCluster {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("free port")
+    weft_e2e::free_listen_port().expect("free port")
 }
 
 impl NodeCluster {

@@ -185,13 +185,7 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1 that no outgoing connection can take before it is bound.
 pub fn free_port() -> Result<u16, Error> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(|source| Error::Io {
-            what: "finding a free port".into(),
-            source,
-        })
+    crate::free_listen_port().map_err(|error| Error::Setup(error.to_string()))
 }

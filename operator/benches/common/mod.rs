@@ -9,7 +9,6 @@ pub mod metrics;
 pub mod operators;
 pub mod workload;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -77,7 +76,7 @@ pub fn benchmarking() -> bool {
 }
 
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(weft_e2e::free_listen_port()?)
 }
 
 /// Peak resident set (`VmHWM`) of a process, in KiB.

@@ -256,9 +256,7 @@ fn previous_chart(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(weft_e2e::free_listen_port()?)
 }
 
 async fn scenario(major: HelmMajor) -> anyhow::Result<()> {
