@@ -96,7 +96,7 @@ e2e-down:
 
 ## check: `weftctl check` against the e2e cluster (the outside container stands for the internet).
 check:
-	@source e2e/kind/cluster.env && KUBECONFIG=$$KUBECONFIG_FILE $(CARGO) run --quiet -p weftctl -- check --outside $$OUTSIDE_IP:$$OUTSIDE_PORT
+	@source e2e/kind/cluster.env && KUBECONFIG=$$KUBECONFIG_FILE $(CARGO) run --quiet -p weftctl -- check --require-all --outside $$OUTSIDE_IP:$$OUTSIDE_PORT
 
 ## e2e: the upstream [Feature:NetworkPolicy] and [sig-network] [Conformance] suites on the e2e cluster.
 e2e:

@@ -8,14 +8,18 @@ set -euo pipefail
 kind_dir=$(cd "$(dirname "$0")" && pwd)
 source "$kind_dir/cluster.env"
 suite=${1:-all}
+# Each suite: its focus, the number of specs it runs (a run of fewer fails: a renamed tag or an
+# empty focus must not pass by running nothing) and a ginkgo timeout with margin over its run.
 case "$suite" in
-  netpol) focus='\[Feature:NetworkPolicy\]' ;;
-  sig-network) focus='\[sig-network\].*\[Conformance\]' ;;
-  all) focus='\[Feature:NetworkPolicy\]|\[sig-network\].*\[Conformance\]' ;;
+  netpol) focus='\[Feature:NetworkPolicy\]' specs=45 timeout=40m ;;
+  sig-network) focus='\[sig-network\].*\[Conformance\]' specs=47 timeout=30m ;;
+  all) focus='\[Feature:NetworkPolicy\]|\[sig-network\].*\[Conformance\]' specs=92 timeout=60m ;;
   *) echo "conformance.sh: unknown suite '$suite' (allowed: netpol, sig-network, all)" >&2; exit 2 ;;
 esac
-# E2E_FOCUS replaces the suite's focus (a regular expression on test names), to run a few tests.
-focus=${E2E_FOCUS:-$focus}
+# E2E_FOCUS replaces the suite's focus (a regular expression on test names), to run a few tests;
+# then at least one spec must run (E2E_MIN_SPECS changes that).
+if [ -n "${E2E_FOCUS:-}" ]; then focus=$E2E_FOCUS specs=1; fi
+specs=${E2E_MIN_SPECS:-$specs}
 # Skipped: what upstream CNI jobs skip, features weft does not claim, and tests that need the
 # internet (traffic stays on this machine).
 skip=(
@@ -44,12 +48,18 @@ echo "conformance: focus $focus" >&2
 echo "conformance: skip $skip_re" >&2
 started=$SECONDS
 status=0
-"$bin/ginkgo" --procs="${E2E_PROCS:-4}" --timeout=3h --no-color --focus="$focus" --skip="$skip_re" \
+"$bin/ginkgo" --procs="${E2E_PROCS:-4}" --timeout="$timeout" --no-color --focus="$focus" --skip="$skip_re" \
   "$bin/e2e.test" -- --provider=skeleton --kubeconfig="$KUBECONFIG_FILE" --report-dir="$report" \
   --dump-logs-on-failure=false --e2e-verify-service-account=false >"$report/e2e.log" 2>&1 || status=$?
 echo "conformance: $suite ran in $((SECONDS - started))s (exit $status), log $report/e2e.log" >&2
 grep -E '^(Ran [0-9]+ of|FAIL!|SUCCESS!|PASS|FAIL)' "$report/e2e.log" | tail -n 3 >&2 || true
 grep -E '^\s*\[FAIL\]' "$report/e2e.log" | sort -u >&2 || true
+ran=$(sed -nE 's/^Ran ([0-9]+) of [0-9]+ Specs.*/\1/p' "$report/e2e.log" | tail -n 1)
+if [ "${ran:-0}" -lt "$specs" ]; then
+  echo "conformance: FAILED: $suite ran ${ran:-no} specs; it must run at least $specs" \
+    "(a renamed tag or a focus that matches nothing; E2E_MIN_SPECS changes the floor)" >&2
+  status=1
+fi
 
 # On failure, what went wrong and what the cluster saw meanwhile, short enough to read at the
 # end of a CI log: the failed checks' reasons, the wrong probes (BLOCKED: connectivity expected;

@@ -57,7 +57,7 @@ export PATH="$cp_bin:$PATH"
 target=${CARGO_TARGET_DIR:-$root_dir/target}/debug
 agnhost=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep -m1 '^registry.k8s.io/e2e-test-images/agnhost:')
 
-step "weftctl check" "$target/weftctl" check --outside "$OUTSIDE_IP:$OUTSIDE_PORT"
+step "weftctl check" "$target/weftctl" check --require-all --outside "$OUTSIDE_IP:$OUTSIDE_PORT"
 step "upstream NetworkPolicy suite" bash "$kind_dir/conformance.sh" netpol
 step "status diagnosis" "$target/kind-suite" --agnhost "$agnhost" diagnosis \
   --unserved-registry "$OUTSIDE_IP:5000/unserved"

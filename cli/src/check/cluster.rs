@@ -78,9 +78,16 @@ pub async fn nodes(client: &Client) -> Result<Vec<NodeInfo>, CheckError> {
     Ok(nodes)
 }
 
-/// Whether `ip route get` output says the destination is reached through a gateway.
-pub fn routed(route_get: &str) -> bool {
-    route_get.split_whitespace().any(|word| word == "via")
+/// Whether `ip -j route get` output says the destination is reached through a gateway (a
+/// `gateway` in the route: another subnet); an error when the output is not such a route.
+pub fn routed(route_get: &str) -> Result<bool, String> {
+    let routes: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(route_get)
+            .map_err(|error| format!("ip -j route get printed {route_get:?}: {error}"))?;
+    let route = routes
+        .first()
+        .ok_or_else(|| format!("ip -j route get printed no route: {route_get:?}"))?;
+    Ok(route.contains_key("gateway"))
 }
 
 #[derive(Deserialize)]
@@ -91,7 +98,7 @@ struct ShellAnswer {
     error: String,
 }
 
-/// Runs `ip -4 route get ADDRESS` in the host-network pod: is `address` in another subnet?
+/// Runs `ip -j -4 route get ADDRESS` in the host-network pod: is `address` in another subnet?
 pub async fn other_subnet(
     client: &Client,
     namespace: &str,
@@ -100,7 +107,7 @@ pub async fn other_subnet(
     address: &str,
 ) -> Result<bool, String> {
     let path = format!(
-        "/api/v1/namespaces/{namespace}/pods/{host_pod}:{port}/proxy/shell?shellCommand=ip%20-4%20route%20get%20{address}"
+        "/api/v1/namespaces/{namespace}/pods/{host_pod}:{port}/proxy/shell?shellCommand=ip%20-j%20-4%20route%20get%20{address}"
     );
     let request = http::Request::get(path)
         .body(Vec::new())
@@ -113,7 +120,7 @@ pub async fn other_subnet(
     if !answer.error.is_empty() && answer.output.is_empty() {
         return Err(answer.error);
     }
-    Ok(routed(&answer.output))
+    routed(&answer.output)
 }
 
 /// Creates the namespace, then the Service and pods in it.
@@ -276,12 +283,15 @@ mod tests {
 
     #[test]
     fn a_route_through_a_gateway_is_another_subnet() {
-        assert!(routed(
-            "172.30.2.3 via 172.30.1.1 dev eth0 src 172.30.1.2 uid 0\n    cache\n"
-        ));
-        assert!(!routed(
-            "172.30.1.3 dev eth0 src 172.30.1.2 uid 0\n    cache\n"
-        ));
+        let via = r#"[{"dst":"172.30.2.3","gateway":"172.30.1.1","dev":"eth0","prefsrc":"172.30.1.2","flags":[],"uid":0,"cache":[]}]"#;
+        assert_eq!(routed(via), Ok(true));
+        let direct = r#"[{"dst":"172.30.1.3","dev":"eth0","prefsrc":"172.30.1.2","flags":[],"uid":0,"cache":[]}]"#;
+        assert_eq!(routed(direct), Ok(false));
+        // A device or host whose name is "via" is no gateway.
+        let named = r#"[{"dst":"172.30.1.3","dev":"via","prefsrc":"172.30.1.2","flags":[],"uid":0,"cache":[]}]"#;
+        assert_eq!(routed(named), Ok(false));
+        assert!(routed("172.30.2.3 via 172.30.1.1 dev eth0").is_err());
+        assert!(routed("[]").is_err());
     }
 
     #[test]

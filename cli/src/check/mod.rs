@@ -8,7 +8,8 @@
 //! by DNS name, node to pod, pod to an outside address (`--outside`: the source it sees must be the
 //! node's address when the pod's pool has natOutgoing Enabled, the pod's when Disabled), and
 //! policy: default-deny ingress, default-deny egress, allow by label and the seed's blue policy.
-//! It prints a PASS / FAIL / SKIP table, deletes the namespace and exits 1 on any FAIL.
+//! It prints a PASS / FAIL / SKIP table, deletes the namespace and exits 1 on any FAIL (and on
+//! any SKIP with `--require-all`).
 
 mod cluster;
 mod objects;
@@ -52,6 +53,10 @@ pub struct Args {
     /// Keep the namespace (and its pods) after the check, for debugging.
     #[arg(long)]
     keep: bool,
+    /// Fail when a check is skipped: for clusters that have everything every check needs (two
+    /// subnets, an outside address), where a skip means the check could not see what it should.
+    #[arg(long)]
+    require_all: bool,
 }
 
 /// Settings of one run, from the flags.
@@ -79,7 +84,11 @@ pub fn run(args: Args) -> ExitCode {
     match result {
         Ok(report) => {
             print!("{}", report.table());
-            if report.passed() {
+            let skipped = report.skipped();
+            if args.require_all && skipped > 0 {
+                eprintln!("weftctl check: {skipped} checks skipped and --require-all is set");
+                ExitCode::FAILURE
+            } else if report.passed() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -55,6 +55,14 @@ impl Report {
             .any(|row| matches!(row.outcome, Outcome::Fail(_)))
     }
 
+    /// How many checks were skipped.
+    pub fn skipped(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|row| matches!(row.outcome, Outcome::Skip(_)))
+            .count()
+    }
+
     /// The table: check, result, detail; then the totals.
     pub fn table(&self) -> String {
         let width = self

@@ -41,7 +41,10 @@ impl Ctx<'_> {
         }
     }
 
-    /// Dials from `from` until the result is `want` or `timeout` passes.
+    /// Dials from `from` until the result is `want` or `timeout` passes. A denial counts only
+    /// as [`DENIAL_TRIES`] dropped dials in a row (weft drops denied traffic): a refused
+    /// connection or a single lost dial is no proof of policy. The outcome says how many tries
+    /// it took.
     pub async fn until(
         &self,
         from: &str,
@@ -56,7 +59,10 @@ impl Ctx<'_> {
             port,
             request: "hostname",
         };
+        let mut tries = 0u32;
+        let mut dropped_in_a_row = 0u32;
         loop {
+            tries += 1;
             let dialed = dial(
                 self.client,
                 self.namespace,
@@ -65,17 +71,26 @@ impl Ctx<'_> {
                 &target,
             )
             .await;
-            let outcome = match (want, &dialed) {
-                (Want::Answer(names), Dialed::Answered(name)) if names.contains(name) => Some(
-                    Outcome::Pass(format!("{from} -> {host}:{port}: {name} answered")),
-                ),
-                (Want::Refused, Dialed::Refused(_)) => {
-                    Some(Outcome::Pass(format!("{from} -> {host}:{port}: denied")))
+            match (want, &dialed) {
+                (Want::Answer(names), Dialed::Answered(name)) if names.contains(name) => {
+                    return Outcome::Pass(format!(
+                        "{from} -> {host}:{port}: {name} answered ({})",
+                        tries_text(tries)
+                    ));
                 }
-                _ => None,
-            };
-            if let Some(outcome) = outcome {
-                return outcome;
+                (Want::Refused, Dialed::Refused(error)) if dropped(error) => {
+                    dropped_in_a_row += 1;
+                    if dropped_in_a_row == DENIAL_TRIES {
+                        return Outcome::Pass(format!(
+                            "{from} -> {host}:{port}: denied (dropped {DENIAL_TRIES} times in a \
+                             row; {})",
+                            tries_text(tries)
+                        ));
+                    }
+                    // A dropped dial has waited out its own timeout: dial again at once.
+                    continue;
+                }
+                _ => dropped_in_a_row = 0,
             }
             if tokio::time::Instant::now() >= deadline {
                 let seen = match dialed {
@@ -87,12 +102,31 @@ impl Ctx<'_> {
                     Want::Answer(names) => {
                         format!("expected an answer from {}", names.join(" or "))
                     }
-                    Want::Refused => "expected it to be denied".to_owned(),
+                    Want::Refused => format!("expected {DENIAL_TRIES} dropped dials in a row"),
                 };
-                return Outcome::Fail(format!("{from} -> {host}:{port}: {wanted}, got {seen}"));
+                return Outcome::Fail(format!(
+                    "{from} -> {host}:{port}: {wanted}, got {seen} ({})",
+                    tries_text(tries)
+                ));
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+}
+
+/// How many dropped dials in a row make a denial.
+const DENIAL_TRIES: u32 = 3;
+
+/// Whether a failed dial's error says the connection attempt timed out (its packets dropped),
+/// as opposed to refused (a closed port answers with a reset) or any other failure.
+fn dropped(error: &str) -> bool {
+    error.contains("timeout") || error.contains("deadline exceeded")
+}
+
+fn tries_text(tries: u32) -> String {
+    match tries {
+        1 => "first try".to_owned(),
+        n => format!("{n} tries"),
     }
 }
 
@@ -395,5 +429,23 @@ async fn outside(ctx: &Ctx<'_>, settings: &Settings, home: &NodeInfo, client_ip:
             ));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_timed_out_dial_counts_as_dropped() {
+        assert!(dropped("dial tcp 10.0.0.1:80: i/o timeout"));
+        assert!(dropped(
+            "Get \"http://10.0.0.1:80/hostname\": context deadline exceeded (Client.Timeout \
+             exceeded while awaiting headers)"
+        ));
+        assert!(!dropped(
+            "dial tcp 10.0.0.1:80: connect: connection refused"
+        ));
+        assert!(!dropped("dial tcp: lookup echo: no such host"));
     }
 }
