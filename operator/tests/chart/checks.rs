@@ -12,7 +12,9 @@ use anyhow::{Context as _, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use weft_api::Installation;
@@ -374,6 +376,19 @@ where
     Ok(())
 }
 
+/// The resource of `crd`'s objects (its first version).
+fn api_resource(crd: &CustomResourceDefinition) -> ApiResource {
+    let group = crd.spec.group.clone();
+    let version = crd.spec.versions[0].name.clone();
+    ApiResource {
+        api_version: format!("{group}/{version}"),
+        group,
+        version,
+        kind: crd.spec.names.kind.clone(),
+        plural: crd.spec.names.plural.clone(),
+    }
+}
+
 /// Leaves the cluster as the lifecycle scenarios expect it: no Installation, no weft CRD.
 async fn remove_crds_and_namespace(ctx: &Ctx, namespace: &str) -> anyhow::Result<()> {
     let installations: Api<Installation> = Api::all(ctx.client.clone());
@@ -391,11 +406,18 @@ async fn remove_crds_and_namespace(ctx: &Ctx, namespace: &str) -> anyhow::Result
     let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
     for crd in weft_api::crds() {
         if crds.get_opt(&crd.name_any()).await?.is_some() {
+            // A CRD deleted before the API server can list its objects stays Terminating
+            // ("storage is (re)initializing") for minutes: the chart created these just now.
+            let objects = Api::<DynamicObject>::all_with(ctx.client.clone(), &api_resource(&crd));
+            poll(&format!("{} listable", crd.name_any()), || async {
+                Ok(objects.list(&ListParams::default().limit(1)).await.is_ok())
+            })
+            .await?;
             crds.delete(&crd.name_any(), &DeleteParams::default())
                 .await?;
         }
     }
-    poll("weft's CRDs to be gone", || async {
+    let gone = poll("weft's CRDs to be gone", || async {
         for crd in weft_api::crds() {
             if crds.get_opt(&crd.name_any()).await?.is_some() {
                 return Ok(false);
@@ -403,7 +425,17 @@ async fn remove_crds_and_namespace(ctx: &Ctx, namespace: &str) -> anyhow::Result
         }
         Ok(true)
     })
-    .await?;
+    .await;
+    if let Err(error) = gone {
+        let mut left = Vec::new();
+        for crd in weft_api::crds() {
+            if let Some(live) = crds.get_opt(&crd.name_any()).await? {
+                let conditions = live.status.and_then(|status| status.conditions);
+                left.push(format!("{}: {conditions:?}", crd.name_any()));
+            }
+        }
+        bail!("{error}; left: {}", left.join("; "));
+    }
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     if namespaces.get_opt(namespace).await?.is_some() {
         namespaces
