@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -95,7 +95,29 @@ async fn freeze_cni_config(client: &Client) -> anyhow::Result<()> {
     Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
         .create(&PostParams::default(), &binding)
         .await?;
-    Ok(())
+    // The API server enforces a new policy only once its informers have it: until a dry-run
+    // update is refused, the operator's apply could still pass.
+    wait_for("the freeze in force", LIMIT, || async {
+        Ok(cni_config_update_refused(client).await?.then_some(()))
+    })
+    .await
+}
+
+/// Whether a dry-run update of weft-cni-config is refused by the freeze.
+async fn cni_config_update_refused(client: &Client) -> anyhow::Result<bool> {
+    let patch = json!({"metadata": {"annotations": {"weft.dev/freeze-probe": "x"}}});
+    let params = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    match Api::<ConfigMap>::namespaced(client.clone(), "weft-system")
+        .patch("weft-cni-config", &params, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(false),
+        Err(kube::Error::Api(status)) if status.message.contains("frozen") => Ok(true),
+        Err(error) => Err(error.into()),
+    }
 }
 
 async fn thaw_cni_config(client: &Client) -> anyhow::Result<()> {
