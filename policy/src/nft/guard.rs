@@ -19,7 +19,9 @@
 //! Connections cut by a policy change must not come back in the reverse orientation, where
 //! another policy may allow them, from a packet the other side happens to send next (a reply
 //! in flight). A cut TCP connection's entry is deleted, and a TCP packet that opens an entry
-//! without SYN or RST to or from a workload is dropped; a cut connection of any other protocol
+//! without SYN or RST to or from a workload is answered with a reset, so both ends learn the
+//! connection is gone at their next packet rather than after their retransmission timeout;
+//! a cut connection of any other protocol
 //! keeps its entry, marked with [`CUT_MARK`], and every packet of a marked entry is dropped
 //! (the agent deletes the entry once policy allows the flow again).
 
@@ -87,7 +89,12 @@ fn guard_chain(side: &str, address: &str) -> Chain {
         "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, \
          nd-router-advert } return"
             .to_string(),
-        "ct state new meta l4proto tcp tcp flags & (syn | rst) == 0 drop".to_string(),
+        // A mid-stream TCP packet that finds no entry belongs to a connection a policy change
+        // cut: its sender is told at once (a reset), instead of retransmitting into silence
+        // until its own timeout (a keep-alive connection of the API server's pod proxy hung
+        // for minutes so).
+        "ct state new meta l4proto tcp tcp flags & (syn | rst) == 0 reject with tcp reset"
+            .to_string(),
         format!("ct mark & {CUT_MARK:#x} == {CUT_MARK:#x} drop"),
     ];
     for family in Family::BOTH {
