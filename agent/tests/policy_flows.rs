@@ -160,16 +160,23 @@ async fn a_pod_cannot_send_with_another_pods_address_whatever_the_reverse_path_f
         .await;
 }
 
-/// A TCP stream sending a line every 50 ms and reading the echo; returns when the last echo
-/// came back.
+/// What a TCP stream saw: when its last echo came back, and when and how it ended (an error
+/// other than a read timeout).
+#[derive(Default)]
+struct StreamLog {
+    last_echo: Option<Instant>,
+    ended: Option<(Instant, std::io::ErrorKind)>,
+}
+
+/// A TCP stream sending a line every 50 ms and reading the echo, until `stop` or an error.
 fn tcp_stream(
     namespace: &str,
     to: Ipv4Addr,
     port: u16,
     stop: Arc<AtomicBool>,
-) -> Arc<Mutex<Option<Instant>>> {
-    let last = Arc::new(Mutex::new(None));
-    let record = last.clone();
+) -> Arc<Mutex<StreamLog>> {
+    let log = Arc::new(Mutex::new(StreamLog::default()));
+    let record = log.clone();
     let namespace = namespace.to_owned();
     std::thread::spawn(move || {
         enter(&namespace);
@@ -180,18 +187,28 @@ fn tcp_stream(
             .unwrap();
         let mut writer = stream.try_clone().unwrap();
         let mut reader = BufReader::new(stream);
+        let end = |error: std::io::Error| {
+            record.lock().unwrap().ended = Some((Instant::now(), error.kind()));
+        };
         while !stop.load(Ordering::Relaxed) {
-            if writeln!(writer, "tick").is_err() {
-                return;
+            if let Err(error) = writeln!(writer, "tick") {
+                return end(error);
             }
             let mut line = String::new();
-            if reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                *record.lock().unwrap() = Some(Instant::now());
+            match reader.read_line(&mut line) {
+                Ok(0) => return end(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => record.lock().unwrap().last_echo = Some(Instant::now()),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(error) => return end(error),
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     });
-    last
+    log
 }
 
 /// A UDP flow (one socket, so one conntrack entry) sending every 50 ms; replies are read and
@@ -242,11 +259,11 @@ async fn a_policy_change_cuts_established_tcp_and_udp_flows_within_two_seconds()
     let arrivals = timed_sink(&server.netns, 9000);
     assert!(tcp_probe_eventually(&client.netns, server.ip, 8080, 25).is_some());
     let stop = Arc::new(AtomicBool::new(false));
-    let last_echo = tcp_stream(&client.netns, server.ip, 8080, stop.clone());
+    let stream = tcp_stream(&client.netns, server.ip, 8080, stop.clone());
     udp_flow(&client.netns, server.ip, 9000, stop.clone());
     nodes
         .until("both flows carry traffic", Duration::from_secs(5), || {
-            last_echo.lock().unwrap().is_some() && arrivals.lock().unwrap().len() > 5
+            stream.lock().unwrap().last_echo.is_some() && arrivals.lock().unwrap().len() > 5
         })
         .await;
 
@@ -258,11 +275,13 @@ async fn a_policy_change_cuts_established_tcp_and_udp_flows_within_two_seconds()
     )
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let tcp_stopped = last_echo
-        .lock()
-        .unwrap()
-        .expect("echoes")
-        .duration_since(denied_at);
+    let (tcp_stopped, ended) = {
+        let log = stream.lock().unwrap();
+        (
+            log.last_echo.expect("echoes").duration_since(denied_at),
+            log.ended,
+        )
+    };
     let udp_stopped = arrivals
         .lock()
         .unwrap()
@@ -278,6 +297,20 @@ async fn a_policy_change_cuts_established_tcp_and_udp_flows_within_two_seconds()
         udp_stopped < Duration::from_secs(2),
         "the UDP flow still arrived {udp_stopped:?} after the deny"
     );
+    // The client of the cut connection learns it at once (a reset), rather than writing into
+    // silence until its retransmissions give up.
+    match ended {
+        Some((at, kind)) => assert!(
+            at.duration_since(denied_at) < Duration::from_secs(2)
+                && matches!(
+                    kind,
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                ),
+            "the cut stream ended {:?} after the deny with {kind:?}",
+            at.duration_since(denied_at)
+        ),
+        None => panic!("the cut stream's client was never told: no reset within 4 s"),
+    }
 
     // A cut flow is not cut for good: once policy allows it again, it flows again.
     Api::<KubeNetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
