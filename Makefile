@@ -62,6 +62,8 @@ bench: packages control-plane
 	$(CARGO) bench -p weft-cni --bench cni_vs_reference
 	$(CARGO) bench -p weft-policy --bench scale
 	$(CARGO) bench -p weft-operator --bench versus_tigera
+	$(CARGO) build --release -p weft-cni
+	$(CARGO) bench -p weft-agent --bench node
 
 cluster-up: control-plane
 	$(CARGO) run --quiet -p weft-e2e --bin local-cluster -- up --nodes 3

@@ -276,20 +276,14 @@ async fn shorten_block_release(suite: &Suite) -> anyhow::Result<()> {
         Duration::from_secs(180),
         || async {
             let deployment = deployments.get("weft-controllers").await?;
-            let desired = deployment
-                .spec
-                .as_ref()
-                .and_then(|spec| spec.replicas)
-                .unwrap_or(1);
-            let status = deployment.status.clone().unwrap_or_default();
-            let done = status.observed_generation >= Some(generation)
-                && status.updated_replicas == Some(desired)
-                && status.available_replicas == Some(desired)
-                && status.replicas == Some(desired);
-            Ok(if done {
+            // Rolled out as the operator itself judges it: current generation, every replica
+            // updated and available, no old one left.
+            let status = weft_operator::status::controllers_status(Some(&deployment));
+            let current = deployment.metadata.generation.unwrap_or_default() >= generation;
+            Ok(if current && status.available && !status.progressing {
                 Ok(())
             } else {
-                Err(format!("{status:?}"))
+                Err(status.message.unwrap_or_default())
             })
         },
     )
