@@ -275,13 +275,12 @@ async fn a_policy_change_cuts_established_tcp_and_udp_flows_within_two_seconds()
     )
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let (tcp_stopped, ended) = {
-        let log = stream.lock().unwrap();
-        (
-            log.last_echo.expect("echoes").duration_since(denied_at),
-            log.ended,
-        )
-    };
+    let tcp_stopped = stream
+        .lock()
+        .unwrap()
+        .last_echo
+        .expect("echoes")
+        .duration_since(denied_at);
     let udp_stopped = arrivals
         .lock()
         .unwrap()
@@ -297,20 +296,29 @@ async fn a_policy_change_cuts_established_tcp_and_udp_flows_within_two_seconds()
         udp_stopped < Duration::from_secs(2),
         "the UDP flow still arrived {udp_stopped:?} after the deny"
     );
-    // The client of the cut connection learns it at once (a reset), rather than writing into
-    // silence until its retransmissions give up.
-    match ended {
-        Some((at, kind)) => assert!(
-            at.duration_since(denied_at) < Duration::from_secs(2)
-                && matches!(
-                    kind,
-                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-                ),
-            "the cut stream ended {:?} after the deny with {kind:?}",
-            at.duration_since(denied_at)
+    // The client of the cut connection is told (a reset answers its next segment once the cut
+    // is in force), rather than retransmitting into silence until its own timeout, minutes
+    // later. Its next segment is a retransmission on TCP's backoff, so allow it some seconds.
+    nodes
+        .until(
+            "the cut stream's client is told by a reset",
+            Duration::from_secs(20),
+            || stream.lock().unwrap().ended.is_some(),
+        )
+        .await;
+    let (at, kind) = stream.lock().unwrap().ended.expect("ended");
+    assert!(
+        matches!(
+            kind,
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
         ),
-        None => panic!("the cut stream's client was never told: no reset within 4 s"),
-    }
+        "the cut stream ended {:?} after the deny with {kind:?}, not a reset",
+        at.duration_since(denied_at)
+    );
+    eprintln!(
+        "the cut stream's client got {kind:?} {:?} after the deny",
+        at.duration_since(denied_at)
+    );
 
     // A cut flow is not cut for good: once policy allows it again, it flows again.
     Api::<KubeNetworkPolicy>::namespaced(nodes.client.clone(), &nodes.namespace)
