@@ -6,8 +6,9 @@
 //! Cases (`WEFT_BENCH_CASES`, default `100,1000,1000:10000`) are kwok node counts, optionally
 //! with pods of another workload; at each size Tigera runs first, then weft, each torn down
 //! before the next. Printed: one row per operator and size, the ratios weft/Tigera, the
-//! operators' own metrics for the no-op window, and last the line
-//! `ratio available=<x> rss=<x> requests=<x>` for the 100-node case.
+//! operators' own metrics for the no-op window, PASS or FAIL for each goal and case, and last the
+//! line `ratio available=<x> rss=<x> requests=<x>` for the 100-node case. `cargo test` runs it
+//! once, weft alone at 3 nodes (a smoke run).
 
 #[allow(dead_code)]
 mod common;
@@ -91,6 +92,47 @@ fn print_tables(figures: &[Figures]) {
     }
 }
 
+/// The goals weft/Tigera per case, each printed PASS or FAIL: apply → Available ≤ 0.3, peak
+/// RSS ≤ 0.05, API requests per no-op ≤ 0.5.
+fn print_goals(pairs: &[(&Figures, &Figures)]) {
+    println!();
+    println!("Goals (weft / Tigera):");
+    for (weft, tigera) in pairs {
+        let goals = [
+            (
+                "apply → Available ≤ 0.3",
+                weft.to_available.as_secs_f64(),
+                tigera.to_available.as_secs_f64(),
+                0.3,
+            ),
+            (
+                "peak RSS ≤ 0.05",
+                weft.peak_rss_mib(),
+                tigera.peak_rss_mib(),
+                0.05,
+            ),
+            (
+                "requests per no-op ≤ 0.5",
+                weft.requests_per_noop,
+                tigera.requests_per_noop,
+                0.5,
+            ),
+        ];
+        for (what, weft_figure, tigera_figure, limit) in goals {
+            let verdict = if tigera_figure > 0.0 && weft_figure / tigera_figure <= limit {
+                "PASS"
+            } else {
+                "FAIL"
+            };
+            println!(
+                "  {verdict} {}: {what} (ratio {})",
+                weft.case,
+                ratio(weft_figure, tigera_figure)
+            );
+        }
+    }
+}
+
 fn pairs(figures: &[Figures]) -> Vec<(&Figures, &Figures)> {
     figures
         .chunks(2)
@@ -103,11 +145,18 @@ fn pairs(figures: &[Figures]) -> Vec<(&Figures, &Figures)> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if !benchmarking() {
-        return Ok(());
-    }
-    let tigera = tigera()?;
-    let cases: Vec<Case> = cases("WEFT_BENCH_CASES", "100,1000,1000:10000")?;
+    // `cargo test --all-targets` runs this binary without --bench: a smoke run of weft alone at
+    // 3 nodes, which catches a broken benchmark (figures not measurements, goals not judged).
+    let benchmarking = benchmarking();
+    let (tigera, default_cases) = if benchmarking {
+        (tigera()?, "100,1000,1000:10000")
+    } else {
+        println!(
+            "smoke run of the benchmark (cargo test): weft alone at 3 nodes, not measurements"
+        );
+        (None, "3")
+    };
+    let cases: Vec<Case> = cases("WEFT_BENCH_CASES", default_cases)?;
     if tigera.is_none() {
         eprintln!("TIGERA_OPERATOR is not set: measuring weft-operator alone");
     }
@@ -127,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let pairs = pairs(&figures);
+    print_goals(&pairs);
     println!();
     println!(
         "| case | available weft/tigera | peak RSS weft/tigera | requests per no-op weft/tigera |"

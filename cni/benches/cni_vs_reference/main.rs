@@ -164,6 +164,14 @@ fn parallel(
     (add_wall, del_wall)
 }
 
+/// The goals for weft / reference, medians of ADD and of DEL.
+const ADD_GOAL: f64 = 0.3;
+const DEL_GOAL: f64 = 0.2;
+
+fn verdict(met: bool) -> &'static str {
+    if met { "PASS" } else { "FAIL" }
+}
+
 fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -310,10 +318,20 @@ fn main() {
         let (reference, variants) = group.split_at(references);
         for (mode, label, add, del) in variants {
             for (_, reference, reference_add, reference_del) in reference {
+                let add_ratio = add.as_secs_f64() / reference_add.as_secs_f64();
+                let del_ratio = del.as_secs_f64() / reference_del.as_secs_f64();
+                // The goals are judged only on measurements, not on a smoke run's figures.
+                let goals = if benchmarking {
+                    format!(
+                        " (goals: ADD ≤ {ADD_GOAL} {}, DEL ≤ {DEL_GOAL} {})",
+                        verdict(add_ratio <= ADD_GOAL),
+                        verdict(del_ratio <= DEL_GOAL)
+                    )
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{mode}, {label} vs {reference}: ADD ratio {:.2}, DEL ratio {:.2}",
-                    add.as_secs_f64() / reference_add.as_secs_f64(),
-                    del.as_secs_f64() / reference_del.as_secs_f64()
+                    "{mode}, {label} vs {reference}: ADD ratio {add_ratio:.2}, DEL ratio {del_ratio:.2}{goals}"
                 );
             }
         }

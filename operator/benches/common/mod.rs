@@ -70,7 +70,8 @@ pub fn cases(name: &str, default: &str) -> anyhow::Result<Vec<Case>> {
     Ok(cases)
 }
 
-/// `cargo test --benches` runs bench targets without `--bench`: nothing to measure then.
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs bench targets without it (a
+/// smoke run at a tiny size).
 pub fn benchmarking() -> bool {
     std::env::args().any(|arg| arg == "--bench")
 }
