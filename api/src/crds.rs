@@ -8,16 +8,44 @@ use kube::CustomResourceExt;
 
 use crate::{GlobalNetworkPolicy, Installation, IpPool, IpamBlock, NetworkPolicy};
 
+/// The annotation on each CRD naming the weft release whose schema it carries, so that an
+/// older operator (after a rollback) can tell a CRD a newer one installed and leave it alone:
+/// downgrading a schema prunes the fields only the newer one has from every stored object.
+pub const SCHEMA_VERSION_ANNOTATION: &str = "operator.weft.dev/schema-version";
+
+/// The release whose schema `crds()` are.
+pub const SCHEMA_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Every weft CustomResourceDefinition, in a stable order. Install these rather than
 /// `Kind::crd()`: they carry the adjustments below.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         with_empty_spec_default(Installation::crd()),
         IpPool::crd(),
         IpamBlock::crd(),
         with_empty_spec_default(NetworkPolicy::crd()),
         with_empty_spec_default(GlobalNetworkPolicy::crd()),
     ]
+    .into_iter()
+    .map(with_schema_version)
+    .collect()
+}
+
+fn with_schema_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    crd.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(SCHEMA_VERSION_ANNOTATION.into(), SCHEMA_VERSION.into());
+    crd
+}
+
+/// The schema version a CRD's annotation names (`None`: no annotation, an older release's CRD).
+pub fn schema_version(crd: &CustomResourceDefinition) -> Option<&str> {
+    crd.metadata
+        .annotations
+        .as_ref()?
+        .get(SCHEMA_VERSION_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// For kinds whose spec fields are all optional: `spec` defaults to `{}`. When an apply drops

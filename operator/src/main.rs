@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 use weft_operator::context::Settings;
 use weft_operator::labels::FIELD_MANAGER;
-use weft_operator::manifests::install_crds;
+use weft_operator::manifests::{CrdOutcome, install_crds};
 use weft_operator::runtime::{Handles, Options, run};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -132,11 +132,23 @@ async fn main() -> ExitCode {
         }
     };
     if args.manage_crds {
-        if let Err(error) = install_crds(&client, FIELD_MANAGER).await {
-            tracing::error!(%error, "cannot apply weft's CRDs (--manage-crds)");
-            return ExitCode::FAILURE;
+        match install_crds(&client, FIELD_MANAGER).await {
+            Ok(outcomes) => {
+                let kept = outcomes
+                    .iter()
+                    .filter(|outcome| matches!(outcome, CrdOutcome::KeptNewer { .. }))
+                    .count();
+                tracing::info!(
+                    applied = outcomes.len() - kept,
+                    kept_newer = kept,
+                    "applied weft's CRDs"
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot apply weft's CRDs (--manage-crds)");
+                return ExitCode::FAILURE;
+            }
         }
-        tracing::info!("applied weft's CRDs");
     }
     let options = Options {
         health_address: args.health_address,

@@ -34,6 +34,13 @@ pub enum ManifestError {
         #[source]
         source: kube::Error,
     },
+    #[error("reading {kind} {name}: {source}")]
+    Read {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("CustomResourceDefinition {name} was not Established within {seconds}s")]
     NotEstablished { name: String, seconds: u64 },
 }
@@ -90,12 +97,63 @@ pub async fn apply_yaml(
     Ok(applied)
 }
 
-/// Applies weft's CRDs and waits until the API server serves them.
-pub async fn install_crds(client: &Client, field_manager: &str) -> Result<(), ManifestError> {
+/// What applying one CRD did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CrdOutcome {
+    /// Applied (created, upgraded or unchanged) and served.
+    Applied { name: String },
+    /// Left as it is: the live CRD carries a newer release's schema than this operator's.
+    KeptNewer {
+        name: String,
+        live: String,
+        ours: String,
+    },
+}
+
+/// Applies weft's CRDs and waits until the API server serves them; a CRD a newer release
+/// installed is never downgraded (see [`apply_crds`]).
+pub async fn install_crds(
+    client: &Client,
+    field_manager: &str,
+) -> Result<Vec<CrdOutcome>, ManifestError> {
+    apply_crds(client, field_manager, weft_api::crds()).await
+}
+
+/// Applies `crds` and waits until each is served, except a CRD whose live object names a newer
+/// schema version (`operator.weft.dev/schema-version`) than the one to apply: an older operator
+/// (a rollback) leaves that CRD alone and says so in a warning, since applying its older schema
+/// would prune the newer fields from every stored object.
+pub async fn apply_crds(
+    client: &Client,
+    field_manager: &str,
+    crds: Vec<CustomResourceDefinition>,
+) -> Result<Vec<CrdOutcome>, ManifestError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply(field_manager).force();
-    for crd in weft_api::crds() {
+    let mut outcomes = Vec::new();
+    for crd in crds {
         let name = crd.name_any();
+        let live = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| ManifestError::Read {
+                kind: "CustomResourceDefinition".into(),
+                name: name.clone(),
+                source,
+            })?;
+        if let Some((live, ours)) = live.as_ref().and_then(|live| newer_schema(live, &crd)) {
+            tracing::warn!(
+                crd = %name,
+                live_schema = %live,
+                this_operator = %ours,
+                "not applying CustomResourceDefinition {name}: it carries the schema of weft \
+                 {live}, newer than this operator's {ours}; downgrading it would drop the newer \
+                 fields from every stored object (run the newer operator, or apply the older \
+                 CRD by hand once no object uses those fields)"
+            );
+            outcomes.push(CrdOutcome::KeptNewer { name, live, ours });
+            continue;
+        }
         api.patch(&name, &params, &Patch::Apply(&crd))
             .await
             .map_err(|source| ManifestError::Apply {
@@ -116,6 +174,87 @@ pub async fn install_crds(client: &Client, field_manager: &str) -> Result<(), Ma
                 seconds: WAIT.as_secs(),
             });
         }
+        outcomes.push(CrdOutcome::Applied { name });
     }
-    Ok(())
+    Ok(outcomes)
+}
+
+/// `(live, ours)` schema versions when the live CRD's is newer than the one to apply. A CRD
+/// without the annotation (an older release's) or with one that is not a version is upgraded.
+pub fn newer_schema(
+    live: &CustomResourceDefinition,
+    ours: &CustomResourceDefinition,
+) -> Option<(String, String)> {
+    let live = weft_api::crds::schema_version(live)?;
+    let ours = weft_api::crds::schema_version(ours)?;
+    let newer = semver::Version::parse(live).ok()? > semver::Version::parse(ours).ok()?;
+    newer.then(|| (live.to_owned(), ours.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd_at(version: Option<&str>) -> CustomResourceDefinition {
+        let mut crd = weft_api::crds().remove(1);
+        let annotations = crd
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        annotations.remove(weft_api::crds::SCHEMA_VERSION_ANNOTATION);
+        if let Some(version) = version {
+            annotations.insert(
+                weft_api::crds::SCHEMA_VERSION_ANNOTATION.into(),
+                version.into(),
+            );
+        }
+        crd
+    }
+
+    #[test]
+    fn only_a_newer_live_schema_is_kept() {
+        let ours = crd_at(Some("0.2.0"));
+        let kept = |live: Option<&str>| newer_schema(&crd_at(live), &ours);
+        assert_eq!(
+            kept(Some("0.10.0")),
+            Some(("0.10.0".into(), "0.2.0".into()))
+        );
+        assert_eq!(
+            kept(Some("0.3.0-rc.1")),
+            Some(("0.3.0-rc.1".into(), "0.2.0".into()))
+        );
+        assert_eq!(kept(Some("0.2.0")), None, "the same release is applied");
+        assert_eq!(
+            kept(Some("0.1.9")),
+            None,
+            "an older release's CRD is upgraded"
+        );
+        assert_eq!(
+            kept(Some("0.2.0-rc.1")),
+            None,
+            "a pre-release of ours is upgraded"
+        );
+        assert_eq!(
+            kept(None),
+            None,
+            "a CRD from before the annotation is upgraded"
+        );
+        assert_eq!(
+            kept(Some("latest")),
+            None,
+            "a value that is no version is overwritten"
+        );
+    }
+
+    #[test]
+    fn every_crd_names_this_release_as_its_schema() {
+        for crd in weft_api::crds() {
+            assert_eq!(
+                weft_api::crds::schema_version(&crd),
+                Some(env!("CARGO_PKG_VERSION")),
+                "{}",
+                crd.name_any()
+            );
+        }
+    }
 }
