@@ -157,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
         (None, "3")
     };
     let cases: Vec<Case> = cases("WEFT_BENCH_CASES", default_cases)?;
-    if tigera.is_none() {
+    if benchmarking && tigera.is_none() {
         eprintln!("TIGERA_OPERATOR is not set: measuring weft-operator alone");
     }
     let (cluster, client) = cluster().await?;
@@ -171,8 +171,12 @@ async fn main() -> anyhow::Result<()> {
     }
     print_tables(&figures);
     if tigera.is_none() {
-        println!();
-        println!("tigera-operator not measured (TIGERA_OPERATOR is not set): weft-operator alone");
+        if benchmarking {
+            println!();
+            println!(
+                "tigera-operator not measured (TIGERA_OPERATOR is not set): weft-operator alone"
+            );
+        }
         return Ok(());
     }
     let pairs = pairs(&figures);
