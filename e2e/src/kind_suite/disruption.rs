@@ -2,24 +2,28 @@
 //!
 //! - **Rolling update**: a TCP stream between pods on nodes of different subnets (so through
 //!   `weft.vxlan`) runs while the weft-node DaemonSet rolls to another image; every agent pod is
-//!   replaced, and the stream must see no reset, no lost or reordered echo, and no stall.
+//!   replaced, and the stream must see no reset, no lost or reordered echo, and no stall; at no
+//!   moment may more nodes be without a ready agent than the DaemonSet's `maxUnavailable`.
 //! - **Worker deletion**: a worker's container is stopped and its Node deleted; the other nodes
 //!   drop their routes to its blocks, and weft's controllers release its blocks after their grace
 //!   period (`BlockReleased`), shortened to 20 s for the suite.
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use weft_api::IpamBlock;
 
-use super::{Suite, poll, run};
+use super::{Suite, pod_ready, poll, run};
 
 const NAMESPACE: &str = "weft-disruption";
 const PORT: u16 = 9000;
@@ -125,6 +129,53 @@ async fn rolled_out(suite: &Suite, after_generation: i64) -> anyhow::Result<BTre
     .await
 }
 
+/// The DaemonSet's rolling-update `maxUnavailable` as a number of nodes (a percentage of
+/// `desired` rounds up, as the DaemonSet controller scales it; absent means 1).
+fn max_unavailable(daemon_set: &DaemonSet, desired: usize) -> anyhow::Result<usize> {
+    let value = daemon_set
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.update_strategy.as_ref()?.rolling_update.as_ref())
+        .and_then(|rolling| rolling.max_unavailable.clone());
+    Ok(match value {
+        None => 1,
+        Some(IntOrString::Int(count)) => usize::try_from(count)?,
+        Some(IntOrString::String(text)) => {
+            let percent: usize = text
+                .strip_suffix('%')
+                .and_then(|number| number.parse().ok())
+                .with_context(|| {
+                    format!("maxUnavailable {text:?} is neither a count nor a percentage")
+                })?;
+            (desired * percent).div_ceil(100)
+        }
+    })
+}
+
+/// Until `stop` is set, lists the weft-node pods every 200 ms and counts the nodes that have
+/// no ready agent (a pod terminating does not count as ready); returns the most seen at once.
+async fn most_agents_down(
+    client: kube::Client,
+    desired: usize,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<usize> {
+    let pods: Api<Pod> = Api::namespaced(client, "weft-system");
+    let selector = ListParams::default().labels("app.kubernetes.io/name=weft-node");
+    let mut most = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let list = pods.list(&selector).await?;
+        let nodes_with_ready_agent: BTreeSet<String> = list
+            .items
+            .iter()
+            .filter(|pod| pod.metadata.deletion_timestamp.is_none() && pod_ready(pod))
+            .filter_map(|pod| pod.spec.as_ref()?.node_name.clone())
+            .collect();
+        most = most.max(desired.saturating_sub(nodes_with_ready_agent.len()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(most)
+}
+
 async fn node_agent_pods(suite: &Suite) -> anyhow::Result<BTreeSet<String>> {
     let pods: Api<Pod> = Api::namespaced(suite.client.clone(), "weft-system");
     let list = pods
@@ -180,20 +231,36 @@ pub async fn rolling_update(suite: &Suite, rollout_registry: &str) -> anyhow::Re
 
     let before = node_agent_pods(suite).await?;
     let daemon_sets: Api<DaemonSet> = Api::namespaced(suite.client.clone(), "weft-system");
-    let generation = daemon_sets
-        .get("weft-node")
-        .await?
-        .metadata
-        .generation
-        .unwrap_or_default();
+    let daemon_set = daemon_sets.get("weft-node").await?;
+    let generation = daemon_set.metadata.generation.unwrap_or_default();
+    let desired = daemon_set
+        .status
+        .as_ref()
+        .map_or(0, |status| status.desired_number_scheduled) as usize;
+    let allowed = max_unavailable(&daemon_set, desired)?;
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let sampling = tokio::spawn(most_agents_down(
+        suite.client.clone(),
+        desired,
+        stop_sampling.clone(),
+    ));
     let started = Instant::now();
     suite
         .patch_spec(json!({"registry": rollout_registry}))
         .await?;
-    let after = rolled_out(suite, generation).await?;
+    let after = rolled_out(suite, generation).await;
+    stop_sampling.store(true, Ordering::Relaxed);
+    let most_down = sampling.await??;
+    let after = after?;
     let rollout = started.elapsed();
     if !before.is_disjoint(&after) {
         bail!("the rollout kept agent pods: before {before:?}, after {after:?}");
+    }
+    if most_down > allowed {
+        bail!(
+            "the rollout had {most_down} of {desired} nodes without a ready agent at once; \
+             the DaemonSet's maxUnavailable allows {allowed}"
+        );
     }
     // A little more traffic over the new agents before the stream ends.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -234,7 +301,7 @@ pub async fn rolling_update(suite: &Suite, rollout_registry: &str) -> anyhow::Re
         .delete(NAMESPACE, &DeleteParams::default())
         .await?;
     Ok(format!(
-        "PASS rolling update of {} agent pods in {:.0}s, stream {client_node} -> {server_node} ({server_ip}:{PORT}): {verdict}",
+        "PASS rolling update of {} agent pods in {:.0}s, at most {most_down} of {desired} nodes without a ready agent at once (maxUnavailable {allowed}), stream {client_node} -> {server_node} ({server_ip}:{PORT}): {verdict}",
         after.len(),
         rollout.as_secs_f64()
     ))
