@@ -69,6 +69,21 @@ appVersion.
 {{- end }}
 
 {{/*
+Where the Installation's images come from unless installation.spec.registry says otherwise: the
+operator's own registry and the directory of its repository (ghcr.io + weft/weft-operator gives
+ghcr.io/weft, so the agent is ghcr.io/weft/weft-agent), so a mirror set once in image.registry
+serves every weft image.
+*/}}
+{{- define "weft.imagesRegistry" -}}
+{{- $registry := .Values.image.registry | trimSuffix "/" -}}
+{{- $directory := dir .Values.image.repository -}}
+{{- $parts := list -}}
+{{- if $registry }}{{ $parts = append $parts $registry }}{{ end -}}
+{{- if ne $directory "." }}{{ $parts = append $parts $directory }}{{ end -}}
+{{- join "/" $parts -}}
+{{- end }}
+
+{{/*
 Names of the hooks' identity and role.
 */}}
 {{- define "weft.hookName" -}}

@@ -1,7 +1,8 @@
 //! The values users of the Cilium, tigera-operator and cert-manager charts expect, rendered where
 //! they expect them: names and namespace overrides, common, pod and ServiceAccount metadata, extra
 //! flags and environment, placement, the Deployment's history and strategy, a disruption budget
-//! with several replicas, the ServiceMonitor's settings and an image pinned by digest.
+//! with several replicas, the ServiceMonitor's settings, an image pinned by digest and the
+//! Installation's registry following the operator's image.
 
 use serde_json::{Value, json};
 
@@ -186,6 +187,46 @@ fn one_replica_has_no_disruption_budget_and_an_existing_service_account_is_bound
         assert_eq!(
             find(&objects, "PodDisruptionBudget", "weft-operator")["spec"]["maxUnavailable"],
             "34%"
+        );
+    }
+}
+
+#[test]
+fn the_installation_pulls_from_the_operators_registry_unless_it_names_its_own() {
+    let registry = |extra: &[&str], helm: &weft_e2e::Helm| {
+        let objects = documents(&template(helm, extra));
+        find(&objects, "Installation", "default")["spec"]["registry"].clone()
+    };
+    for major in BOTH {
+        let helm = helm(major);
+        assert_eq!(registry(&[], &helm), "ghcr.io/weft", "the default images");
+        let mirror = ["--set", "image.registry=mirror.example:5000/"];
+        assert_eq!(
+            registry(&mirror, &helm),
+            "mirror.example:5000/weft",
+            "a mirror set once in image.registry"
+        );
+        let flat = [
+            "--set",
+            "image.registry=mirror.example",
+            "--set",
+            "image.repository=weft-operator",
+        ];
+        assert_eq!(
+            registry(&flat, &helm),
+            "mirror.example",
+            "a repository without a directory"
+        );
+        let own = [
+            "--set",
+            "image.registry=mirror.example",
+            "--set",
+            "installation.spec.registry=agents.example/weft",
+        ];
+        assert_eq!(
+            registry(&own, &helm),
+            "agents.example/weft",
+            "installation.spec.registry wins"
         );
     }
 }
