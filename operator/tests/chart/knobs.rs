@@ -200,7 +200,7 @@ fn the_installation_pulls_from_the_operators_registry_unless_it_names_its_own() 
     for major in BOTH {
         let helm = helm(major);
         assert_eq!(registry(&[], &helm), "ghcr.io/weft", "the default images");
-        let mirror = ["--set", "image.registry=mirror.example:5000/"];
+        let mirror = ["--set", "image.registry=mirror.example:5000"];
         assert_eq!(
             registry(&mirror, &helm),
             "mirror.example:5000/weft",
