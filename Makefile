@@ -72,8 +72,8 @@ cluster-down:
 	$(CARGO) run --quiet -p weft-e2e --bin local-cluster -- down
 
 ## Real nodes (kind), built without a registry: see e2e/kind/README.md.
-## kind-test: a fresh kind cluster with weft, `weftctl check`, the upstream NetworkPolicy suite,
-## the status diagnosis and disruption checks, then the cluster is removed (part of `make test`).
+## kind-test: a fresh kind cluster with weft, `weftctl check`, the upstream NetworkPolicy and
+## sig-network Conformance suites, the status diagnosis, untrusted-object and disruption checks, then the cluster is removed (part of `make test`).
 kind-test: control-plane
 	@bash e2e/kind/suite.sh
 

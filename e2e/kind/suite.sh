@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The real-node suite `make test` runs: a fresh e2e cluster (up.sh), `weftctl check`, the upstream
-# [Feature:NetworkPolicy] suite, kind-suite's diagnosis, untrusted-object and disruption checks,
-# then down.sh (always; WEFT_E2E_KEEP=1 keeps the cluster for inspection). Prints each step's time and fails
-# on the first failing step.
+# [Feature:NetworkPolicy] and [sig-network] [Conformance] suites (one ginkgo run), kind-suite's
+# diagnosis, untrusted-object and disruption checks, then down.sh (always; WEFT_E2E_KEEP=1 keeps
+# the cluster for inspection). Prints each step's time and fails on the first failing step.
 set -euo pipefail
 kind_dir=$(cd "$(dirname "$0")" && pwd)
 root_dir=$(cd "$kind_dir/../.." && pwd)
@@ -58,7 +58,7 @@ target=${CARGO_TARGET_DIR:-$root_dir/target}/debug
 agnhost=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep -m1 '^registry.k8s.io/e2e-test-images/agnhost:')
 
 step "weftctl check" "$target/weftctl" check --require-all --outside "$OUTSIDE_IP:$OUTSIDE_PORT"
-step "upstream NetworkPolicy suite" bash "$kind_dir/conformance.sh" netpol
+step "upstream NetworkPolicy and sig-network Conformance suites" bash "$kind_dir/conformance.sh" all
 step "status diagnosis" "$target/kind-suite" --agnhost "$agnhost" diagnosis \
   --unserved-registry "$OUTSIDE_IP:5000/unserved"
 step "untrusted objects" "$target/kind-suite" --agnhost "$agnhost" untrusted
