@@ -1,7 +1,8 @@
 //! One measurement of one operator on the current cluster: start it, apply its Installation,
 //! time apply → Available, count what it created, then an idle window and a window of no-op
-//! reconcile triggers of the same length, counted in the audit log by its user and in its own
-//! metrics; finally its peak RSS, and teardown.
+//! reconcile triggers of the same length (an annotation on the Installation), counted in the
+//! audit log by its user and in its own metrics, then a window of the second trigger (a label on
+//! the node agent's DaemonSet); finally its peak RSS, and teardown.
 
 use std::time::{Duration, Instant};
 
@@ -32,9 +33,12 @@ pub struct Figures {
     pub to_applied: Option<Duration>,
     pub to_available: Duration,
     pub peak_rss_kib: u64,
-    /// From the audit log, per trigger.
+    /// From the audit log, per trigger: an annotation on the Installation.
     pub requests_per_noop: f64,
     pub writes_per_noop: f64,
+    /// The same for the second trigger: a label on the node agent's DaemonSet.
+    pub managed_requests_per_noop: f64,
+    pub managed_writes_per_noop: f64,
     /// Requests in an idle window as long as the trigger window, per trigger's share.
     pub idle_per_noop: f64,
     /// Successful creates from apply until Available.
@@ -116,6 +120,17 @@ pub async fn measure(
     let counts: Counts = audit.count(user, from, audit.offset())?;
     let peak_rss_kib = peak_rss_kib(running.pid)?;
 
+    // The second trigger: an object the operator manages changed where it owns nothing.
+    tokio::time::sleep(SETTLE).await;
+    let managed_from = audit.offset();
+    for tick in 0..TRIGGERS {
+        operator.touch_managed(client, tick).await?;
+        tokio::time::sleep(TRIGGER_SPACING).await;
+    }
+    tokio::time::sleep(DRAIN).await;
+    wait_log_flushed().await;
+    let managed: Counts = audit.count(user, managed_from, audit.offset())?;
+
     let (reconciles, by) = operator.reconcile_metric();
     let (requests, _) = operator.request_metric();
     let reconciled = growth_by(&before, &after, reconciles, by);
@@ -128,6 +143,8 @@ pub async fn measure(
         peak_rss_kib,
         requests_per_noop: counts.requests as f64 / triggers,
         writes_per_noop: counts.writes as f64 / triggers,
+        managed_requests_per_noop: managed.requests as f64 / triggers,
+        managed_writes_per_noop: managed.writes as f64 / triggers,
         idle_per_noop: idle.requests as f64 / triggers,
         created,
         reconciles_per_noop: reconciled.iter().map(|(_, n)| n).sum::<f64>() / triggers,

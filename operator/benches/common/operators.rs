@@ -1,13 +1,14 @@
 //! The operators under test, each a child process with a kubeconfig of its own user: weft's
 //! release binary, and the Tigera operator from a binary named by `TIGERA_OPERATOR`. For each:
 //! how it starts, its equivalent Installation, what Available means, how a no-op reconcile is
-//! triggered (an annotation on the Installation, which both watch and neither renders), how it
-//! is torn down, and which of its own metrics count reconciles and API requests.
+//! triggered (an annotation on the Installation, which both watch and neither renders, or a
+//! label on the node agent's DaemonSet, which both manage), how it is torn down, and which of its own metrics count reconciles and API requests.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -272,6 +273,25 @@ impl Operator {
             .patch("default", &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         Ok(())
+    }
+
+    /// Changes a label of the node agent's DaemonSet, an object the operator manages and
+    /// watches but whose labels it does not all own: a reconcile that must write nothing.
+    pub async fn touch_managed(&self, client: &Client, tick: u64) -> anyhow::Result<()> {
+        let (namespace, name) = self.agent_daemon_set();
+        let patch = serde_json::json!({"metadata": {"labels": {"bench-tick": tick.to_string()}}});
+        Api::<DaemonSet>::namespaced(client.clone(), namespace)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    /// Namespace and name of the operator's node agent DaemonSet.
+    pub fn agent_daemon_set(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Weft => ("weft-system", "weft-node"),
+            Self::Tigera { .. } => ("calico-system", "calico-node"),
+        }
     }
 
     /// Deletes the Installation, waits until it and the pods of its components are gone (for
