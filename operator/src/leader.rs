@@ -1,6 +1,8 @@
 //! Leader election on a `coordination.k8s.io` Lease, so only one operator replica reconciles at a
 //! time (15 s lease, renewed 5 s before it expires).
 
+use std::time::Duration;
+
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
@@ -54,14 +56,22 @@ impl Election {
         self.leading.wait_for(|leading| *leading).await.is_ok()
     }
 
-    /// Gives the Lease up (so a successor need not wait for it to expire) and ends the election.
-    pub async fn release(self) {
-        let Self { leading, task } = self;
+    /// Gives the Lease up (so a successor need not wait for it to expire) and ends the election;
+    /// after `grace` it stops competing without the release, and the Lease expires by itself.
+    pub async fn release(self, grace: Duration) {
+        let Self { leading, mut task } = self;
         drop(leading);
-        match task.await {
-            Ok(Ok(_)) => tracing::info!("released the leader lease"),
-            Ok(Err(error)) => tracing::warn!(%error, "releasing the leader lease failed"),
-            Err(error) => tracing::warn!(%error, "the leader election task failed"),
+        match tokio::time::timeout(grace, &mut task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "releasing the leader lease failed"),
+            Ok(Err(error)) => tracing::warn!(%error, "the leader election task failed"),
+            Err(_) => {
+                task.abort();
+                tracing::warn!(
+                    ?grace,
+                    "releasing the leader lease took too long; it expires by itself"
+                );
+            }
         }
     }
 }

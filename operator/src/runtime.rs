@@ -40,6 +40,10 @@ use crate::steady::Steady;
 /// (a DaemonSet's status while its pods start) becomes one reconcile, yet a change is acted on,
 /// and the rollout's end reported, a moment after it happens.
 const DEBOUNCE: Duration = Duration::from_millis(150);
+/// After shutdown, how long running reconciles may take to finish, and then how long giving
+/// the Lease up may take: a stuck API call must not keep a stopping operator alive (the
+/// kubelet would kill it at its grace period, and a successor would wait for the Lease).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How the operator process runs.
 #[derive(Clone, Debug)]
@@ -228,19 +232,43 @@ pub async fn run(
         info!("leading: starting the Installation controller");
         let leading = election.as_ref().map(|election| election.leading.clone());
         handles.leading.set(true);
-        let result = control(counted, &options, &handles, shutdown.clone(), leading).await;
+        let controller = control(counted, &options, &handles, shutdown.clone(), leading);
+        let result = within_grace_after_shutdown(shutdown.clone(), controller)
+            .await
+            .unwrap_or_else(|| {
+                warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown were cancelled");
+                Ok(())
+            });
         handles.leading.set(false);
         result
     };
     handles.readiness.set(false);
     if let Some(election) = election {
-        election.release().await;
+        election.release(SHUTDOWN_GRACE).await;
     }
     server.abort();
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }
     result
+}
+
+/// Runs `work` to its end, unless `shutdown` has been on for `SHUTDOWN_GRACE` first (`None`).
+async fn within_grace_after_shutdown<T>(
+    mut shutdown: watch::Receiver<bool>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let deadline = async move {
+        if shutdown.wait_for(|stop| *stop).await.is_err() {
+            // The sender is gone without a shutdown: nothing will stop `work` early.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = work => Some(result),
+        () = deadline => None,
+    }
 }
 
 async fn control(

@@ -83,10 +83,13 @@ impl Operator {
         })
     }
 
-    /// Stops the operator as SIGTERM would and waits for it to finish.
+    /// Stops the operator as SIGTERM would and waits for it to finish (it bounds its own
+    /// shutdown, so a minute means it hangs).
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        self.task.await??;
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .context("the operator did not stop within 60 s of its shutdown signal")???;
         Ok(())
     }
 
