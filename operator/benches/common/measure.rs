@@ -63,6 +63,20 @@ async fn wait_log_flushed() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
+/// `TRIGGERS` no-op triggers `TRIGGER_SPACING` apart, then `DRAIN` for the last reconcile.
+async fn trigger_window<F, Fut>(mut trigger: F) -> anyhow::Result<()>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    for tick in 0..TRIGGERS {
+        trigger(tick).await?;
+        tokio::time::sleep(TRIGGER_SPACING).await;
+    }
+    tokio::time::sleep(DRAIN).await;
+    Ok(())
+}
+
 /// Measures `operator` on `cluster` (already grown to `case`).
 pub async fn measure(
     cluster: &LocalCluster,
@@ -110,11 +124,7 @@ pub async fn measure(
 
     let before = scrape(running.metrics_port).await?;
     let from = audit.offset();
-    for tick in 0..TRIGGERS {
-        operator.touch(client, tick).await?;
-        tokio::time::sleep(TRIGGER_SPACING).await;
-    }
-    tokio::time::sleep(DRAIN).await;
+    trigger_window(|tick| operator.touch(client, tick)).await?;
     let after = scrape(running.metrics_port).await?;
     wait_log_flushed().await;
     let counts: Counts = audit.count(user, from, audit.offset())?;
@@ -123,11 +133,7 @@ pub async fn measure(
     // The second trigger: an object the operator manages changed where it owns nothing.
     tokio::time::sleep(SETTLE).await;
     let managed_from = audit.offset();
-    for tick in 0..TRIGGERS {
-        operator.touch_managed(client, tick).await?;
-        tokio::time::sleep(TRIGGER_SPACING).await;
-    }
-    tokio::time::sleep(DRAIN).await;
+    trigger_window(|tick| operator.touch_managed(client, tick)).await?;
     wait_log_flushed().await;
     let managed: Counts = audit.count(user, managed_from, audit.offset())?;
 

@@ -2,7 +2,8 @@
 //! release binary, and the Tigera operator from a binary named by `TIGERA_OPERATOR`. For each:
 //! how it starts, its equivalent Installation, what Available means, how a no-op reconcile is
 //! triggered (an annotation on the Installation, which both watch and neither renders, or a
-//! label on the node agent's DaemonSet, which both manage), how it is torn down, and which of its own metrics count reconciles and API requests.
+//! label on the node agent's DaemonSet, which both manage), how it is torn down, and which of
+//! its own metrics count reconciles and API requests.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
