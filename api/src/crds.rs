@@ -27,16 +27,19 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         with_empty_spec_default(GlobalNetworkPolicy::crd()),
     ]
     .into_iter()
-    .map(with_schema_version)
+    .map(|mut crd| {
+        set_schema_version(&mut crd, SCHEMA_VERSION);
+        crd
+    })
     .collect()
 }
 
-fn with_schema_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+/// Names `version` as the release whose schema `crd` carries.
+pub fn set_schema_version(crd: &mut CustomResourceDefinition, version: &str) {
     crd.metadata
         .annotations
         .get_or_insert_with(Default::default)
-        .insert(SCHEMA_VERSION_ANNOTATION.into(), SCHEMA_VERSION.into());
-    crd
+        .insert(SCHEMA_VERSION_ANNOTATION.into(), version.into());
 }
 
 /// The schema version a CRD's annotation names (`None`: no annotation, an older release's CRD).

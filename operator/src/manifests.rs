@@ -197,16 +197,9 @@ mod tests {
 
     fn crd_at(version: Option<&str>) -> CustomResourceDefinition {
         let mut crd = weft_api::crds().remove(1);
-        let annotations = crd
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default);
-        annotations.remove(weft_api::crds::SCHEMA_VERSION_ANNOTATION);
-        if let Some(version) = version {
-            annotations.insert(
-                weft_api::crds::SCHEMA_VERSION_ANNOTATION.into(),
-                version.into(),
-            );
+        match version {
+            Some(version) => weft_api::crds::set_schema_version(&mut crd, version),
+            None => crd.metadata.annotations = None,
         }
         crd
     }

@@ -10,7 +10,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use weft_api::crds::{SCHEMA_VERSION, SCHEMA_VERSION_ANNOTATION, schema_version};
+use weft_api::crds::{SCHEMA_VERSION, schema_version, set_schema_version};
 use weft_operator::manifests::{CrdOutcome, apply_crds};
 
 use common::cluster;
@@ -28,10 +28,7 @@ fn test_crd(version: &str, newer_field: bool) -> CustomResourceDefinition {
         .expect("weft's IPPool CRD");
     crd.spec.group = GROUP.into();
     crd.metadata.name = Some(format!("{}.{GROUP}", crd.spec.names.plural));
-    crd.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(SCHEMA_VERSION_ANNOTATION.into(), version.into());
+    set_schema_version(&mut crd, version);
     if newer_field {
         for version in &mut crd.spec.versions {
             let spec = version
